@@ -1,0 +1,3 @@
+from f2b_study.cli import main
+
+raise SystemExit(main())

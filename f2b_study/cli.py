@@ -1,0 +1,58 @@
+"""`f2b-study` command line. Each command lives in `f2b_study/commands/<name>.py` and exposes
+`register(subparsers)`; heavy imports happen inside the command so `--help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+
+from f2b_study import __version__
+from f2b_study.errors import InputError
+
+# Pipeline order: this is also the order `f2b-study --help` lists them in.
+COMMANDS = ("label", "preprocess", "table1", "models", "train", "screen", "evaluate", "explain", "study", "demo")
+
+EPILOG = """examples:
+  f2b-study demo                                   # the whole chain on the bundled demo cohort
+  f2b-study label cohorts/demo.toml --out reports/demo/labelled.csv
+  f2b-study table1 reports/demo/labelled.csv --by bone_status
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="f2b-study",
+        description="Osteoporosis risk screening from face photos (Face2Bone) and its STARD study analysis. "
+        "Research use only.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"f2b-study {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        if importlib.util.find_spec(f"f2b_study.commands.{name}") is None:
+            continue
+        importlib.import_module(f"f2b_study.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InputError as error:
+        print(f"f2b-study {args.command}: error: {error}", file=sys.stderr)
+        return InputError.exit_code
+    except KeyboardInterrupt:
+        print(f"f2b-study {args.command}: interrupted; finished work is kept, rerun to continue", file=sys.stderr)
+        return 130

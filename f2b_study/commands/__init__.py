@@ -1,0 +1,1 @@
+"""One module per `f2b-study` command; each exposes `register(subparsers)`."""
