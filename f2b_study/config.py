@@ -88,7 +88,8 @@ def load_config(path: str | Path) -> CohortConfig:
             raise InputError.at(path, column=key, value=data.get(key), expected="a non-empty string")
     for key, value in data.items():
         if isinstance(value, dict) and key not in KNOWN_SECTIONS:
-            raise InputError.at(path, column=f"[{key}]", value=key, expected=f"a section among {sorted(KNOWN_SECTIONS)}")
+            raise InputError.at(path, column=f"[{key}]", value=key,
+                                expected=f"a section among {sorted(KNOWN_SECTIONS)}")
     columns = data.get("columns", {})
     if not all(isinstance(v, str) for v in columns.values()):
         raise InputError.at(path, column="[columns]", value=columns, expected="canonical_name = \"your column\" pairs")
