@@ -1,0 +1,110 @@
+"""`f2b-study table1`: the paper's Table 1 on any table with a grouping column."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from f2b_study.commands._common import add_command, print_json
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "table1", help="baseline characteristics (Table 1) by split, bone status, sex or centre",
+        description="Baseline table in the paper's form: an overall column and one per group; n (%) for "
+        "categorical variables, mean ± SD or median (IQR) by Shapiro–Wilk; each p-value names its test. "
+        "Works on any table with the grouping column (a labelled cohort, a split file, a predictions file). "
+        "When the table has an 'eligible' column, only eligible rows are described unless --all-rows.",
+        examples="  f2b-study table1 reports/demo/labelled.csv --by bone_status\n"
+        "  f2b-study table1 runs/demo/split.csv --by split --out reports/demo/table1_split.html\n"
+        "  f2b-study table1 cohort.csv --by sex --vars age_years,bmi,center --json\n")
+    parser.add_argument("table", help="a CSV/XLSX table, or a cohort config (.toml: its table is labelled first)")
+    parser.add_argument("--by", required=True, help="grouping column, e.g. split, bone_status, sex, center")
+    parser.add_argument("--vars", help="comma-separated variables (default: sex, bone_status, age_years, "
+                        "height_cm, weight_kg, bmi, those present)")
+    parser.add_argument("--out", type=Path, help="write the table to FILE.csv or FILE.html")
+    parser.add_argument("--all-rows", action="store_true", help="include rows with eligible = false")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from f2b_study.errors import InputError
+    from f2b_study.stats.table1 import table1, to_records
+    from f2b_study.tables import read_table
+
+    source = Path(args.table)
+    if source.suffix.lower() == ".toml":
+        from f2b_study.cohort.label import label
+        from f2b_study.cohort.schema import ROW, load_cohort
+
+        frame = label(load_cohort(source)).drop(ROW)
+    else:
+        frame = read_table(source)
+    if args.by not in frame.columns:
+        raise InputError.at(source, column=args.by, show_value=False,
+                            expected=f"the grouping column '{args.by}' (columns: {', '.join(frame.columns[:15])})")
+    variables = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
+    for variable in variables or []:
+        if variable not in frame.columns:
+            raise InputError.at(source, column=variable, show_value=False, expected="a column of the table (--vars)")
+    notes = []
+    if "eligible" in frame.columns and not args.all_rows:
+        eligible = pl.col("eligible").cast(pl.String).str.to_lowercase().is_in(["true", "1", "yes"])
+        left_out = frame.filter(~eligible).height
+        frame = frame.filter(eligible)
+        if left_out:
+            notes.append(f"{left_out} row(s) with eligible = false left out (--all-rows includes them)")
+    result = table1(frame, args.by, variables)
+    result.notes = notes + result.notes
+    if args.out:
+        write_table1(result, args.out, source)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        records = to_records(result)
+        print(format_text(records))
+        for note in result.notes:
+            print(f"note: {note}")
+    return 0
+
+
+def write_table1(result: Any, out: Path, source: Path) -> None:
+    import polars as pl
+
+    from f2b_study.atomic import write_text
+    from f2b_study.errors import InputError
+    from f2b_study.stats.table1 import to_html, to_records
+    from f2b_study.tables import write_csv
+
+    if out.suffix.lower() == ".csv":
+        write_csv(pl.DataFrame(to_records(result)), out)
+    elif out.suffix.lower() in {".html", ".htm"}:
+        title = f"Table 1 by {result.by}"
+        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+                f"<style>{TABLE_CSS}</style></head><body>{to_html(result, f'{title} ({source.name})')}</body></html>")
+        write_text(out, page)
+    else:
+        raise InputError.at(out, expected="an output file ending in .csv or .html", show_value=False)
+
+
+TABLE_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em}
+table.table1{border-collapse:collapse;font-size:14px}
+.table1 th,.table1 td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
+.table1 td.level{padding-left:2em}.table1 td.test{color:#555;font-size:12px}.n{font-weight:normal;color:#555}
+"""
+
+
+def format_text(records: list[dict[str, str]]) -> str:
+    if not records:
+        return ""
+    columns = list(records[0].keys())
+    rows = [[r[c] for c in columns] for r in records]
+    header = ["" if c in ("variable", "level") else c for c in columns]
+    widths = [max(len(str(x)) for x in [h, *[row[i] for row in rows]]) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(header)] + [line(r) for r in rows])
