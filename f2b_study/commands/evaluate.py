@@ -1,0 +1,177 @@
+"""`f2b-study evaluate`: every DESIGN §10 statistic of a predictions file, as JSON and a STARD-style report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from f2b_study.commands._common import add_command, json_safe, print_json
+
+DEFAULT_BY = "sex,center,age_band"
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "evaluate", help="accuracy, AUC, calibration and subgroups of a predictions file, with 95% CIs",
+        description="Evaluate predictions against the reference standard (DESIGN §10): accuracy, per-class "
+        "(one-vs-rest) precision, recall, F1, AUC with DeLong CIs, Cohen's kappa, ECE, Brier, Hosmer–Lemeshow, "
+        "patient-level bootstrap CIs, subgroups, and the clinical comparators (OSTA, and a multinomial logistic "
+        "model on age, sex and BMI fitted on the training split) where the covariates are there. Rows with "
+        "split = train are not evaluated; they fit the comparator. Writes OUT/evaluation.json, "
+        "OUT/comparators.json and OUT/report.html (STARD-style, what a predictions file can fill).",
+        examples="  f2b-study evaluate reports/demo/predictions.csv --out reports/demo\n"
+        "  f2b-study evaluate predictions.csv --out reports/a --json --by sex,age_band\n"
+        "  f2b-study evaluate test_predictions.csv --out reports/b --train train_covariates.csv\n")
+    parser.add_argument("predictions", type=Path, help="CSV/XLSX: patient_id, bone_status, p_normal, p_osteopenia, "
+                        "p_osteoporosis (+ optional split, sex, center, age_years, weight_kg, height_cm, bmi)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for evaluation.json, comparators.json, "
+                        "report.html")
+    parser.add_argument("--json", action="store_true", help="print the evaluation JSON to stdout")
+    parser.add_argument("--by", default=None, help=f"subgroup columns, comma-separated (default: those of "
+                        f"{DEFAULT_BY} present; '' for none)")
+    parser.add_argument("--train", type=Path, help="training patients (patient_id, bone_status, age_years, sex, "
+                        "bmi or height/weight) to fit the clinical comparator; replaces the file's split = train rows")
+    parser.add_argument("--bootstrap", type=int, default=None, metavar="B",
+                        help="bootstrap replicates (default 2000; 0 = none)")
+    parser.add_argument("--seed", type=int, default=None, help="bootstrap seed (default 42)")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument("--title", help="report title")
+    parser.add_argument("--simulated-labels", action="store_true",
+                        help="the labels are simulated (the demo): the report says so in a banner")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from f2b_study.atomic import write_text
+    from f2b_study.errors import InputError
+    from f2b_study.stats.bootstrap import REPLICATES, SEED
+    from f2b_study.stats.evaluation import evaluate_predictions, subgroup_values, to_document
+    from f2b_study.stats.predictions import read_predictions, read_training_rows
+
+    replicates = REPLICATES if args.bootstrap is None else args.bootstrap
+    if replicates < 0:
+        raise InputError.at("--bootstrap", value=replicates, expected="0 or more replicates")
+    seed = SEED if args.seed is None else args.seed
+    ps = read_predictions(args.predictions)
+    if args.train:
+        ps.train = read_training_rows(args.train)
+    if args.by is None:
+        by = [c for c in DEFAULT_BY.split(",") if subgroup_values(ps, c) is not None]
+    else:
+        by = [c.strip() for c in args.by.split(",") if c.strip()]
+        for column in by:
+            if column != "age_band" and column not in ps.evaluated.columns:
+                raise InputError.at(args.predictions, column=column, show_value=False,
+                                    expected=f"a '{column}' column for --by (or age_band from age_years)")
+
+    with tqdm(desc="evaluate", unit="step", file=sys.stderr, leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        def step(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
+
+        full = evaluate_predictions(ps, by=by, replicates=replicates, seed=seed, progress=step)
+        document = to_document(full)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_text(args.out / "evaluation.json", _dumps(document))
+        write_text(args.out / "comparators.json", _dumps(comparators_document(full)))
+        if not args.no_report:
+            step("report")
+            write_text(args.out / "report.html", build_report(args, ps, full))
+    if args.json:
+        print_json(document)
+    else:
+        print(summary(document, args.out, not args.no_report))
+    return 0
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(json_safe(value), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def comparators_document(full: dict[str, Any]) -> dict[str, Any]:
+    from f2b_study.stats.evaluation import to_document
+
+    out = {}
+    for key, comp in (full.get("comparators") or {}).items():
+        out[key] = {"label": comp["label"], "description": comp.get("description"), "n": comp["n"],
+                    "reason": comp.get("reason"),
+                    "evaluation": to_document(comp["evaluation"]) if comp.get("evaluation") else None,
+                    "delong_vs_model": comp.get("comparison")}
+        if "coefficients" in comp:
+            out[key]["coefficients"] = comp["coefficients"]
+    return out
+
+
+def build_report(args: argparse.Namespace, ps: Any, full: dict[str, Any]) -> str:
+    import polars as pl
+
+    from f2b_study import CLASSES
+    from f2b_study.privacy import study_key
+    from f2b_study.report.stard import StudyReportInput, render_stard_report
+    from f2b_study.stats.table1 import table1
+
+    splits = {}
+    by_class: dict[str, dict[str, int]] = {}
+    rows = pl.concat([ps.train.select("split", "bone_status"),
+                      ps.evaluated.select(pl.col("split").fill_null("evaluated"), "bone_status")])
+    for (split,), group in rows.group_by("split", maintain_order=True):
+        splits[str(split)] = group.height
+        counts = dict(group.group_by("bone_status").len().iter_rows())
+        by_class[str(split)] = {c: counts[c] for c in CLASSES if c in counts}
+    blocks = []
+    variables = [v for v in ("sex", "age_years", "height_cm", "weight_kg", "bmi")
+                 if ps.evaluated[v].null_count() < ps.evaluated.height]
+    if variables:
+        blocks.append(("Evaluated patients by bone status", table1(ps.evaluated, "bone_status", variables)))
+        if len(splits) > 1:
+            both = pl.concat([ps.train.select("split", "bone_status", *variables),
+                              ps.evaluated.select(pl.col("split").fill_null("evaluated"), "bone_status", *variables)],
+                             how="vertical_relaxed")
+            blocks.append(("Patients by split", table1(both, "split", ["bone_status", *variables])))
+    flow: dict[str, Any] = {"split": splits, "by_class": by_class}
+    if ps.excluded:
+        kept = ps.train.height + ps.evaluated.height
+        flow.update(enrolled=kept + sum(ps.excluded.values()), excluded=ps.excluded, eligible=kept,
+                    labels={"enrolled": "Rows in the predictions file", "excluded": "Left out",
+                            "eligible": "WHO class and prediction"})
+    study = StudyReportInput(
+        title=args.title or f"Diagnostic accuracy of {args.predictions.name}",
+        evaluation=full,
+        flow=flow,
+        table1=blocks,
+        simulated_labels=args.simulated_labels,
+        pseudonym_key=study_key(args.out),
+        source_note=f"Evaluated from the predictions file {args.predictions.name} by f2b-study evaluate: the "
+                    "participant flow before prediction and the model's provenance are not in such a file.",
+    )
+    return render_stard_report(study)
+
+
+def summary(document: dict[str, Any], out: Path, report: bool) -> str:
+    o = document["overall"]
+
+    def f(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    ci = document["ci"]
+
+    def c(key: str) -> str:
+        return f" ({ci[key][0]:.3f}–{ci[key][1]:.3f})" if ci.get(key) else ""
+
+    lines = [f"evaluated {document['n']} patients -> {out / 'evaluation.json'}"
+             + (f", {out / 'report.html'}" if report else ""),
+             f"  accuracy {f(o['accuracy'])}{c('accuracy')}  macro AUC {f(o['auc_macro_ovr'])}{c('auc_macro_ovr')}  "
+             f"kappa {f(o['kappa'])}{c('kappa')}",
+             f"  F1 macro {f(o['f1_macro'])}  F1 weighted {f(o['f1_weighted'])}  ECE {f(o['ece'])}  "
+             f"Brier {f(o['brier'])}"]
+    for name, pc in document["per_class"].items():
+        lines.append(f"  {name:<13} recall {f(pc['recall'])}  precision {f(pc['precision'])}  AUC {f(pc['auc'])}")
+    if document["notes"]:
+        lines.append(f"  {len(document['notes'])} note(s) on undefined values: see evaluation.json 'notes'")
+    return "\n".join(lines)
