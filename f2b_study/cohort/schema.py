@@ -71,14 +71,19 @@ class Cohort:
         return self.config.name
 
 
-def load_cohort(source: str | Path | CohortConfig) -> Cohort:
-    """Read, map and validate a cohort given as a CSV/XLSX path, a `.toml` config path or a loaded config."""
+def load_cohort(source: str | Path | CohortConfig, *, require_dxa: bool = True) -> Cohort:
+    """Read, map and validate a cohort given as a CSV/XLSX path, a `.toml` config path or a loaded config.
+    ``require_dxa=False`` accepts a table without T-score columns (screening a population without DXA)."""
     config = source if isinstance(source, CohortConfig) else load_config(source)
     raw = read_table(config.table)
-    return validate(raw, config)
+    return validate(raw, config, require_dxa=require_dxa)
 
 
-def validate(raw: pl.DataFrame, config: CohortConfig) -> Cohort:
+def has_dxa(frame: pl.DataFrame) -> bool:
+    return "t_spine_l1_l4" in frame.columns and any(c in frame.columns for c in HIP_T)
+
+
+def validate(raw: pl.DataFrame, config: CohortConfig, *, require_dxa: bool = True) -> Cohort:
     file = config.table
     frame = _map_columns(raw, config)
     frame = frame.with_columns(pl.int_range(FIRST_DATA_ROW, FIRST_DATA_ROW + frame.height, dtype=pl.Int64).alias(ROW))
@@ -86,7 +91,7 @@ def validate(raw: pl.DataFrame, config: CohortConfig) -> Cohort:
         if column not in frame.columns:
             raise InputError.at(file, column=column, show_value=False,
                                 expected=f"a '{column}' column (map yours in the cohort config's [columns])")
-    if "t_spine_l1_l4" not in frame.columns or not any(c in frame.columns for c in HIP_T):
+    if require_dxa and not has_dxa(frame):
         missing = "t_spine_l1_l4" if "t_spine_l1_l4" not in frame.columns else "t_femoral_neck or t_total_hip"
         raise InputError.at(file, column=missing, show_value=False,
                             expected="DXA T-score columns: t_spine_l1_l4 and t_femoral_neck and/or t_total_hip")

@@ -15,7 +15,7 @@ DEFAULT_BY = "sex,center,age_band"
 
 def register(sub: Any) -> None:
     parser = add_command(
-        sub, "evaluate", help="accuracy, AUC, calibration and subgroups of a predictions file, with 95% CIs",
+        sub, "evaluate", help="accuracy, AUC, calibration and subgroups of a predictions file, with 95%% CIs",
         description="Evaluate predictions against the reference standard (DESIGN §10): accuracy, per-class "
         "(one-vs-rest) precision, recall, F1, AUC with DeLong CIs, Cohen's kappa, ECE, Brier, Hosmer–Lemeshow, "
         "patient-level bootstrap CIs, subgroups, and the clinical comparators (OSTA, and a multinomial logistic "

@@ -1,0 +1,96 @@
+"""`f2b-study preprocess`: face standardisation + quality control + cache for every photo of a cohort."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from f2b_study.commands._common import add_command, print_json, warn
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "preprocess", help="face standardisation + quality control + cache",
+        description="Turn every photo of a cohort into the paper's standardised face (eye line level, elliptical "
+        "face region on black, 512x512) or a named reason why not: unreadable, no_face, multiple_faces, "
+        "low_confidence, face_too_small, extreme_pose (and eyes_closed, non_neutral_expression, which are "
+        "flags unless the config's [qc] makes them exclusions). Writes OUT/preprocess.csv, one row per photo; "
+        "faces stay in the cache (OUT/cache). Reruns reuse the cache: only new or changed photos are "
+        "processed, and an interrupted run continues where it stopped. Without a cohort, every image in "
+        "--photos is a photo and its patient_id is the folder name for DIR/<id>/*, else the file name up to "
+        "its first '_' (P001_front.jpg -> P001).",
+        examples="  f2b-study preprocess cohorts/demo.toml\n"
+        "  f2b-study preprocess dxa.csv --photos photos/ --out reports/centre_a --workers 8 --json\n"
+        "  f2b-study preprocess --photos photos/ --out reports/photos_only\n")
+    parser.add_argument("cohort", nargs="?", help="cohort table (.csv/.xlsx) or cohort config (.toml); optional")
+    parser.add_argument("--photos", type=Path,
+                        help="photo folder (default: the config's photos, else the cohort table's folder)")
+    parser.add_argument("--out", type=Path, help="output folder (default reports/<cohort name>)")
+    parser.add_argument("--cache", type=Path, help="face cache folder (default OUT/cache)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="worker processes, one face model each (default: one per CPU core)")
+    parser.add_argument("--json", action="store_true", help="print counts by status, reason and flag as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from f2b_study.atomic import write_text
+    from f2b_study.errors import InputError
+    from f2b_study.faces.preprocess import photos_from_folder, preprocess_photos
+    from f2b_study.faces.qc import QCThresholds
+
+    if args.workers < 0:
+        raise InputError.at("--workers", value=args.workers, expected="a number of worker processes >= 1")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = args.workers or cores
+    log_lines: list[str] = []
+    join_counts: dict[str, int] = {}
+    if args.cohort:
+        from f2b_study.cohort.photos import join_photos
+        from f2b_study.cohort.schema import load_cohort
+
+        cohort = load_cohort(args.cohort)
+        config = cohort.config
+        root = args.photos or config.default_photos
+        join = join_photos(cohort.frame, root, table=config.table)
+        photos, log_lines, join_counts = join.photos, join.log_lines(), join.counts()
+        thresholds = QCThresholds.from_mapping(config.section("qc"), config.source or config.table)
+        out = args.out or Path("reports") / cohort.name
+    else:
+        if args.photos is None:
+            raise InputError.at("f2b-study preprocess", show_value=False,
+                                expected="a cohort (COHORT.csv / .toml) or --photos DIR (or both)")
+        photos = photos_from_folder(args.photos)
+        thresholds = QCThresholds()
+        out = args.out or Path("reports") / Path(os.path.realpath(args.photos)).name
+    if photos.height == 0:
+        warn("preprocess", "no photos to process (see preprocess_log.txt)")
+    result = preprocess_photos(photos, out, cache_dir=args.cache, workers=workers, thresholds=thresholds)
+    write_text(out / "preprocess_log.txt", "".join(f"{line}\n" for line in log_lines))
+    summary = result.summary()
+    summary.update(join=join_counts, workers=workers, log=str(out / "preprocess_log.txt"))
+    if args.json:
+        print_json(summary)
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"preprocessed {summary['photos']} photos -> {summary['output']} "
+             f"({summary['computed']} processed, {summary['from_cache']} from the cache)"]
+    lines += [f"  {status:<28} {n:>7}" for status, n in summary["by_status"].items()]
+    if summary["by_reason"]:
+        lines.append("excluded by reason")
+        lines += [f"  {reason:<28} {n:>7}" for reason, n in summary["by_reason"].items()]
+    if summary["flags"]:
+        lines.append("flags (recorded; exclusions only where [qc] says so)")
+        lines += [f"  {flag:<28} {n:>7}" for flag, n in summary["flags"].items()]
+    join = summary.get("join") or {}
+    if join.get("patients_without_photos") or join.get("unmatched_photos") or join.get("missing_files"):
+        lines.append(f"photo join: {join.get('patients_without_photos', 0)} patients without photos, "
+                     f"{join.get('unmatched_photos', 0)} unmatched photos, {join.get('missing_files', 0)} missing "
+                     f"files (listed in {summary['log']})")
+    return "\n".join(lines)

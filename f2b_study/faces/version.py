@@ -1,0 +1,5 @@
+"""The face pipeline's version: part of every cache key, recorded in model checkpoints (screening refuses a
+model trained on faces from another version). Bump it whenever a change alters faces, landmarks or
+measurements."""
+
+PIPELINE_VERSION = "faces-1"
