@@ -1,0 +1,147 @@
+"""The FaceNet branch: facenet-pytorch's InceptionResnetV1 at 160 px, 512-d L2-normalised embedding.
+
+Input: the model's own input tensor (normalised with the model's mean/std, any size). The branch resizes it to
+160×160 (bilinear, antialiased) and re-normalises to FaceNet's convention (x·255 − 127.5)/128, so callers feed one
+tensor. Both steps are affine per channel and the resize weights sum to 1, so they are folded into one affine
+applied after the resize.
+
+Trainable modes: "frozen" (no parameter trains; the whole net stays in eval mode, so BatchNorm statistics and
+dropout never change: its embeddings can be cached per image), "last" (only the last block — block8, dropout,
+last_linear, last_bn — trains; the frozen part stays in eval mode), "full".
+
+Weights (VGGFace2, the facenet-pytorch release file 20180402-114759-vggface2.pt, a state dict), `source` argument:
+- a path: loaded with torch.load(weights_only=True) (or safetensors), the 8631-class `logits.*` dropped, every
+  other tensor must match; sha256 recorded;
+- "cache": facenet-pytorch's own cache file ($TORCH_HOME/checkpoints/20180402-114759-vggface2.pt), if present;
+- "download": facenet-pytorch's download into that cache (network; only ever on this explicit request);
+- None: random initialisation, with a loud warning (warnings.warn and logging.warning), recorded as
+  {"source": "random-init", ...} — checkpoints and reports carry it.
+`provenance(model)` returns the record for any model from the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from f2b_study.errors import InputError
+from f2b_study.models.weights import load_matching, read_state_dict, sha256_file
+
+log = logging.getLogger(__name__)
+
+FACENET_SIZE = 160
+EMBEDDING_DIM = 512
+RELEASE_FILE = "20180402-114759-vggface2.pt"
+RELEASE_URL = f"https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/{RELEASE_FILE}"
+TRAINABLE_MODES = ("frozen", "last", "full")
+# The modules of InceptionResnetV1 after the last repeat: "last block" mode trains these.
+_LAST_BLOCK = ("block8", "avgpool_1a", "dropout", "last_linear", "last_bn")
+
+RANDOM_INIT_WARNING = (
+    "FaceNet branch is RANDOMLY INITIALISED: no VGGFace2 weights were given (--facenet-weights FILE). "
+    "The face embedding is meaningless and results are not comparable with the paper's."
+)
+
+
+def facenet_cache_file() -> Path:
+    """Where facenet-pytorch caches the VGGFace2 release file."""
+    from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
+
+    return Path(get_torch_home()) / "checkpoints" / RELEASE_FILE
+
+
+def default_facenet_weights() -> str | None:
+    """"cache" when facenet-pytorch's cache holds the release file, else None (commands use this as default)."""
+    return "cache" if facenet_cache_file().is_file() else None
+
+
+class FaceNetBranch(nn.Module):
+    """Model input (normalised with mean/std) -> 512-d L2-normalised FaceNet embedding."""
+
+    def __init__(self, *, mean: Sequence[float], std: Sequence[float], trainable: str = "frozen",
+                 size: int = FACENET_SIZE) -> None:
+        super().__init__()
+        from facenet_pytorch import InceptionResnetV1
+
+        if trainable not in TRAINABLE_MODES:
+            raise InputError(f"FaceNet trainable mode {trainable!r}: expected one of {', '.join(TRAINABLE_MODES)}")
+        self.trainable = trainable
+        self.size = size
+        self.net = InceptionResnetV1(pretrained=None, classify=False)
+        mean_t = torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1)
+        # x_facenet = (x·std + mean)·255/128 − 127.5/128
+        self.register_buffer("scale", std_t * 255.0 / 128.0, persistent=False)
+        self.register_buffer("shift", (mean_t * 255.0 - 127.5) / 128.0, persistent=False)
+        for name, param in self.net.named_parameters():
+            param.requires_grad = trainable == "full" or (trainable == "last" and name.startswith(_LAST_BLOCK))
+        self.train()
+
+    def train(self, mode: bool = True) -> FaceNetBranch:
+        super().train(mode)
+        if self.trainable == "frozen":
+            self.net.eval()
+        elif self.trainable == "last":
+            for name, child in self.net.named_children():
+                child.train(mode and name in _LAST_BLOCK)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        x = x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+        return self.net(x)
+
+    def load_weights(self, source: str | Path | None) -> dict[str, Any]:
+        """Load VGGFace2 weights from `source` (see module docstring) and return their provenance record."""
+        if source is None:
+            warnings.warn(RANDOM_INIT_WARNING, UserWarning, stacklevel=4)
+            log.warning(RANDOM_INIT_WARNING)
+            return {"source": "random-init", "warning": RANDOM_INIT_WARNING}
+        record: dict[str, Any]
+        if source == "download":
+            from facenet_pytorch.models.utils.download import download_url_to_file
+
+            path = facenet_cache_file()
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    download_url_to_file(RELEASE_URL, str(path))
+                except Exception as error:  # urllib raises several kinds; all mean "no network / no file"
+                    raise InputError(f"--facenet-weights download: could not download {RELEASE_URL} "
+                                     f"({type(error).__name__}: {error}); pass the file instead") from None
+            record = {"source": "download", "url": RELEASE_URL}
+        elif source == "cache":
+            path = facenet_cache_file()
+            if not path.is_file():
+                raise InputError.at(path, expected="facenet-pytorch's cached VGGFace2 file (--facenet-weights FILE "
+                                    "or download)", show_value=False)
+            record = {"source": "facenet-pytorch-cache"}
+        else:
+            path = Path(source)
+            record = {"source": "file"}
+        state = read_state_dict(path, "FaceNet (InceptionResnetV1)")
+        load_matching(self.net, state, path, "FaceNet InceptionResnetV1", ignore_prefixes=("logits.",),
+                      allow_missing_step_counters=True)
+        record.update(path=str(Path(path).resolve()), file=Path(path).name, sha256=sha256_file(path),
+                      dataset="VGGFace2" if "vggface2" in Path(path).name.lower() else "unknown")
+        log.info("FaceNet weights: %s (sha256 %s)", record["path"], record["sha256"])
+        return record
+
+
+def provenance(model: nn.Module) -> dict[str, Any]:
+    """The weight provenance of a registry model: {"facenet": record | None, "imagenet": record | None}."""
+    return dict(getattr(model, "f2b_weights", {"facenet": None, "imagenet": None}))
+
+
+def facenet_provenance(model: nn.Module) -> dict[str, Any] | None:
+    """The FaceNet weight record (None for models without a FaceNet branch)."""
+    return provenance(model).get("facenet")
+
