@@ -1,0 +1,65 @@
+"""`f2b-study screen`: run a trained model over a whole cohort, in GPU batches when there is a GPU."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from f2b_study.commands._common import add_command, print_json
+
+DEFAULT_CACHE = Path(".f2b-cache") / "faces"
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "screen", help="screen a cohort with a trained model: per photo and per patient predictions",
+        description="Standardise every photo (through the cache), run the model in batches (GPU with bf16 when "
+        "present) and write predictions_images.csv (one row per photo), predictions.csv (one row per patient: "
+        "mean of the patient's image probabilities, predicted class, the paper's pathway; bone_status carried "
+        "through when the cohort has DXA, so `evaluate` reads it directly) and screening_report.html. An "
+        "interrupted run continues where it stopped when rerun.",
+        examples="  f2b-study screen cohort.csv                      # photos beside the CSV, newest run in runs/\n"
+        "  f2b-study screen cohorts/centre_a.toml --model runs/demo --out reports/centre-a\n"
+        "  f2b-study screen cohort.csv --photos photos/ --model runs/demo/best --parquet --json\n")
+    parser.add_argument("cohort", nargs="+", help="cohort table(s) (.csv/.xlsx) or config(s) (.toml)")
+    parser.add_argument("--photos", type=Path, help="photo folder (default: the config's, else the table's folder)")
+    parser.add_argument("--model", help="run folder or checkpoint (default: the config's [model] path, else the "
+                        "newest run in runs/)")
+    parser.add_argument("--out", type=Path, help="output folder (default reports/<cohort name>)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--batch-size", type=int, help="images per batch (default 256 on a GPU, 32 on the CPU)")
+    parser.add_argument("--workers", type=int, help="face-loading workers (default: cores − 1 on a GPU host)")
+    parser.add_argument("--preprocess-workers", type=int, default=1, help="processes for face standardisation")
+    parser.add_argument("--no-bf16", action="store_true", help="run in float32 on the GPU")
+    parser.add_argument("--parquet", action="store_true", help="also write the predictions as Parquet")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache folder")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from f2b_study.config import load_config
+    from f2b_study.inference.screen import resolve_model, screen
+
+    configs = [load_config(c) for c in args.cohort]
+    model_path, how = resolve_model(args.model, configs)
+    if how != "--model":
+        print(f"f2b-study screen: using {model_path} ({how})", file=sys.stderr)
+    out = args.out or Path("reports") / "+".join(c.name for c in configs)
+    result = screen(configs, model_path=model_path, out=out, photos=args.photos, cache_dir=args.cache,
+                    device=args.device, batch_size=args.batch_size, workers=args.workers,
+                    preprocess_workers=args.preprocess_workers, parquet=args.parquet, bf16=not args.no_bf16)
+    if args.json:
+        print_json({**result.summary, "files": {k: str(v) for k, v in result.files.items()}})
+        return 0
+    s = result.summary
+    print(f"screened {s['patients']} patients ({s['photos_used']}/{s['photos']} photos usable) with {model_path}")
+    for name, n in s["by_predicted_class"].items():
+        print(f"  predicted {name:<13} {n:>6}")
+    for reason, n in s["no_prediction"].items():
+        print(f"  no prediction: {reason}: {n}")
+    for name, path in result.files.items():
+        print(f"  {name}: {path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Inference stage: batched screening of cohorts with a trained checkpoint."""

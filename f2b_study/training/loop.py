@@ -1,0 +1,283 @@
+"""The paper's training recipe (DESIGN §8) for any registry model, resumable and reproducible.
+
+CrossEntropy; Adam; OneCycleLR (max lr 1e-3, 30% warm-up, anneal to 1e-6); batch 32; up to 150 epochs; early
+stopping on validation accuracy (patience 10; accuracy of the per-patient mean probabilities, the unit the
+report analyses); the best epoch's weights kept. bf16 autocast and channels_last on CUDA. After every epoch the
+whole state (weights, optimiser, scheduler, RNG, history) is written atomically, so a run killed mid-epoch loses
+at most that epoch and `--resume` continues to the same result as an uninterrupted run.
+
+With a frozen FaceNet branch, each image's embedding is computed once (on the un-augmented face) and reused
+every epoch; the image branch still sees the augmented face.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from f2b_study.atomic import atomic_path, write_text
+from f2b_study.training.augment import AugmentConfig
+from f2b_study.training.data import EpochSampler, FaceDataset, normalise
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+BEST_DIR = "best"
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    epochs: int = 150
+    batch_size: int = 32
+    max_lr: float = 1e-3
+    final_lr: float = 1e-6
+    warmup_fraction: float = 0.3
+    patience: int = 10
+    seed: int = 42
+    workers: int = 0
+    device: str = "auto"
+    bf16: bool = True  # autocast on CUDA only
+    compile: bool = False
+    augment: AugmentConfig | None = dataclasses.field(default_factory=AugmentConfig)
+    eval_batch_size: int = 128
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["augment"] = self.augment.describe() if self.augment else None
+        return data
+
+
+@dataclasses.dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    lr: float
+    seconds: float
+    images_per_second: float
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _uses_embedding_cache(model: nn.Module) -> bool:
+    return bool(getattr(model, "facenet_frozen", False)) and hasattr(model, "face_embedding")
+
+
+@torch.inference_mode()
+def compute_embeddings(model: nn.Module, faces: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                       device: torch.device, batch_size: int = 128) -> torch.Tensor:
+    model.eval()
+    chunks = []
+    for start in range(0, len(faces), batch_size):
+        batch = torch.from_numpy(faces[start:start + batch_size].transpose(0, 3, 1, 2).copy()).to(device)
+        chunks.append(model.face_embedding(normalise(batch, mean, std)).float().cpu())
+    return torch.cat(chunks) if chunks else torch.empty(0, 512)
+
+
+@torch.inference_mode()
+def predict_probabilities(model: nn.Module, faces: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                          device: torch.device, batch_size: int = 128, embeddings: torch.Tensor | None = None,
+                          bf16: bool = True) -> np.ndarray:
+    """Softmax probabilities (N, classes) for uint8 faces, in eval mode."""
+    model.eval()
+    out = []
+    autocast = device.type == "cuda" and bf16
+    for start in range(0, len(faces), batch_size):
+        batch = torch.from_numpy(faces[start:start + batch_size].transpose(0, 3, 1, 2).copy()).to(device)
+        x = normalise(batch, mean, std)
+        kwargs = {}
+        if embeddings is not None:
+            kwargs["face_embedding"] = embeddings[start:start + batch_size].to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x, **kwargs)
+        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.empty((0, 0))
+
+
+def patient_accuracy(probabilities: np.ndarray, labels: np.ndarray, patients: Sequence[str]) -> float:
+    """Accuracy of the argmax of each patient's mean image probabilities."""
+    groups: dict[str, list[int]] = {}
+    for i, patient in enumerate(patients):
+        groups.setdefault(patient, []).append(i)
+    correct = [int(np.argmax(probabilities[idx].mean(axis=0)) == labels[idx[0]]) for idx in groups.values()]
+    return float(np.mean(correct)) if correct else float("nan")
+
+
+class Trainer:
+    """Trains ``model`` on uint8 faces; call :meth:`fit`. All outputs go to ``out``."""
+
+    def __init__(self, model: nn.Module, *, faces: np.ndarray, labels: np.ndarray, patients: Sequence[str],
+                 train_index: np.ndarray, val_index: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                 settings: TrainSettings, out: Path, save_best: Callable[[nn.Module, dict[str, Any]], None],
+                 progress: bool = True) -> None:
+        self.model = model
+        self.faces, self.labels, self.patients = faces, np.asarray(labels), list(patients)
+        self.train_index, self.val_index = np.asarray(train_index), np.asarray(val_index)
+        self.mean, self.std = list(mean), list(std)
+        self.settings = settings
+        self.out = out
+        self.save_best = save_best
+        self.progress = progress
+        self.device = pick_device(settings.device)
+        self.history: list[EpochRecord] = []
+        self.best_accuracy = -math.inf
+        self.best_epoch = -1
+        self.start_epoch = 0
+
+    # -- set-up ----------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        s = self.settings
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.embeddings = None
+        if _uses_embedding_cache(self.model):
+            self.embeddings = compute_embeddings(self.model, self.faces, self.mean, self.std, self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=s.max_lr)
+        self.steps_per_epoch = math.ceil(len(self.train_index) / s.batch_size)
+        initial_lr = s.max_lr / 25.0  # OneCycleLR's default start
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=s.max_lr, epochs=s.epochs, steps_per_epoch=self.steps_per_epoch,
+            pct_start=s.warmup_fraction, div_factor=25.0, final_div_factor=initial_lr / s.final_lr)
+        dataset = FaceDataset(self.faces, self.labels, s.augment, s.seed)
+        self.sampler = EpochSampler(len(self.faces), s.seed, shuffle=True, indices=self.train_index.tolist())
+        self.loader = DataLoader(dataset, batch_size=s.batch_size, sampler=self.sampler, num_workers=s.workers,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=s.workers > 0,
+                                 drop_last=False)
+        self.step_model = torch.compile(self.model) if s.compile else self.model
+        self.loss_fn = nn.CrossEntropyLoss()
+
+    # -- state ------------------------------------------------------------------------------------------------
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "best_accuracy": self.best_accuracy,
+            "best_epoch": self.best_epoch,
+            "history": json.dumps([dataclasses.asdict(h) for h in self.history]),
+        }
+
+    def _save_state(self, epoch: int) -> None:
+        with atomic_path(self.out / STATE_FILE) as tmp:
+            torch.save(self._state(epoch), tmp)
+
+    def _load_state(self) -> None:
+        state = torch.load(self.out / STATE_FILE, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.best_accuracy = float(state["best_accuracy"])
+        self.best_epoch = int(state["best_epoch"])
+        self.history = [EpochRecord(**h) for h in json.loads(state["history"])]
+        self.start_epoch = int(state["epoch"]) + 1
+
+    # -- loop -------------------------------------------------------------------------------------------------
+    def fit(self, resume: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None) -> list[EpochRecord]:
+        from tqdm import tqdm
+
+        s = self.settings
+        seed_everything(s.seed)
+        self._build()
+        if resume and (self.out / STATE_FILE).exists():
+            self._load_state()
+        autocast = self.device.type == "cuda" and s.bf16
+        epochs_without_gain = self._epochs_since_best()
+        for epoch in range(self.start_epoch, s.epochs):
+            if epochs_without_gain >= s.patience:
+                break
+            self.model.train()
+            if _uses_embedding_cache(self.model):
+                self.model.facenet_eval()
+            self.sampler.set_epoch(epoch)
+            started = time.perf_counter()
+            loss_sum, correct, seen = 0.0, 0, 0
+            bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{s.epochs}", unit="batch", leave=False,
+                       disable=not self.progress)
+            for images, labels, index in bar:
+                images = normalise(images.to(self.device, non_blocking=True), self.mean, self.std)
+                labels = labels.to(self.device, non_blocking=True)
+                kwargs = {}
+                if self.embeddings is not None:
+                    kwargs["face_embedding"] = self.embeddings[index].to(self.device, non_blocking=True)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                    logits = self.step_model(images, **kwargs)
+                    loss = self.loss_fn(logits.float(), labels)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                loss_sum += float(loss.detach()) * len(labels)
+                correct += int((logits.argmax(1) == labels).sum())
+                seen += len(labels)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            train_seconds = time.perf_counter() - started
+            val_loss, val_accuracy = self.validate()
+            record = EpochRecord(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1),
+                                 val_loss=val_loss, val_accuracy=val_accuracy,
+                                 lr=float(self.scheduler.get_last_lr()[0]), seconds=time.perf_counter() - started,
+                                 images_per_second=seen / train_seconds if train_seconds else float("nan"))
+            self.history.append(record)
+            if val_accuracy > self.best_accuracy:
+                self.best_accuracy, self.best_epoch = val_accuracy, epoch
+                self.save_best(self.model, {"best_epoch": epoch, "val_accuracy": val_accuracy})
+            epochs_without_gain = self._epochs_since_best()
+            self._save_state(epoch)
+            if on_epoch:
+                on_epoch(record)
+        return self.history
+
+    def _epochs_since_best(self) -> int:
+        if not self.history:
+            return 0
+        return self.history[-1].epoch - self.best_epoch
+
+    @torch.inference_mode()
+    def validate(self) -> tuple[float, float]:
+        faces = self.faces[self.val_index]
+        embeddings = self.embeddings[self.val_index] if self.embeddings is not None else None
+        probabilities = predict_probabilities(self.model, faces, self.mean, self.std, self.device,
+                                              self.settings.eval_batch_size, embeddings, self.settings.bf16)
+        labels = self.labels[self.val_index]
+        eps = 1e-12
+        loss = float(-np.mean(np.log(probabilities[np.arange(len(labels)), labels] + eps)))
+        accuracy = patient_accuracy(probabilities, labels, [self.patients[i] for i in self.val_index])
+        return loss, accuracy
+
+
+def write_history(history: Sequence[EpochRecord], out: Path) -> None:
+    import polars as pl
+
+    from f2b_study.tables import write_csv
+
+    frame = pl.DataFrame([dataclasses.asdict(h) for h in history])
+    write_csv(frame, out / "metrics.csv")
+    write_text(out / "metrics.json", json.dumps([dataclasses.asdict(h) for h in history], indent=1))
