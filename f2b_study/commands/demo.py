@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from f2b_study.commands._common import add_command, print_json, warn
+from f2b_study.commands._common import add_command
+from f2b_study.commands.study import add_run_options, report_result, run_chain
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "cohorts" / "demo.toml"
 SIMULATED = ("The demo's bone labels are SIMULATED: real face photos paired with other people's real DXA records "
@@ -17,34 +18,20 @@ def register(sub: Any) -> None:
     parser = add_command(
         sub, "demo", help="the whole chain on the bundled demo cohort",
         description="Run the study chain on cohorts/demo.toml (454 public portraits paired with NHANES DXA "
-        "records; SIMULATED bone labels) and write everything to reports/demo/.",
-        examples="  f2b-study demo\n  f2b-study demo --out /tmp/demo --json\n")
+        "records; SIMULATED bone labels): label, Table 1, face standardisation, a small fast Face2Bone "
+        "configuration trained on the CPU (see [train] in cohorts/demo.toml), screening of the validation split, "
+        "evaluation per centre and pooled, explanations, and the STARD report in reports/demo/report.html.",
+        examples="  f2b-study demo\n  f2b-study demo --out /tmp/demo --json\n  f2b-study demo --epochs 5\n")
     parser.add_argument("--out", type=Path, default=Path("reports") / "demo", help="output folder")
-    parser.add_argument("--json", action="store_true", help="print the flow counts and files as JSON")
+    add_run_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from f2b_study.errors import InputError
-    from f2b_study.study import run_study
 
     if not DEMO_CONFIG.exists():
         raise InputError.at(DEMO_CONFIG, show_value=False,
                             expected="the demo cohort of a source checkout (run from the f2b-study repository)")
-    result = run_study([DEMO_CONFIG], args.out)
-    for message in result.warnings:
-        warn("demo", message)
-    summary = {"flow": result.flow, "files": {k: str(v) for k, v in result.files.items()}, "note": SIMULATED}
-    if args.json:
-        print_json(summary)
-        return 0
-    flow = result.flow
-    print(f"demo cohort: {flow['enrolled']} enrolled, {flow['eligible']} eligible "
-          f"({', '.join(f'{k} {v}' for k, v in flow['eligible_by_class'].items())}), "
-          f"{flow['no_photo']} eligible without a photo")
-    for reason, n in flow["excluded"].items():
-        print(f"  excluded: {reason}: {n}")
-    for name, path in result.files.items():
-        print(f"  {name}: {path}")
-    print(SIMULATED)
-    return 0
+    result = run_chain([DEMO_CONFIG], args)
+    return report_result(result, args, note=SIMULATED)

@@ -56,7 +56,7 @@ class TrainingData:
     sources: list[str]
 
 
-def _labelled_with_photos(sources: Sequence[Any], photos: Path | None, target: str) -> tuple[pl.DataFrame,
+def labelled_with_photos(sources: Sequence[Any], photos: Path | None, target: str) -> tuple[pl.DataFrame,
                                                                                             pl.DataFrame,
                                                                                             dict[str, int]]:
     """Labelled rows usable for ``target`` and their joined photos (all centres)."""
@@ -99,7 +99,7 @@ def prepare(sources: Sequence[Any], *, photos: Path | None, target: str, run_dir
     from f2b_study.faces.qc import QCThresholds
     from f2b_study.training.split import patient_split
 
-    patients, photo_rows, excluded = _labelled_with_photos(sources, photos, target)
+    patients, photo_rows, excluded = labelled_with_photos(sources, photos, target)
     thresholds = QCThresholds.from_mapping(qc) if qc else None
     result = preprocess_photos(photo_rows, run_dir, cache_dir=cache_dir, workers=workers, thresholds=thresholds)
     ok = result.frame.filter(pl.col("status") == "ok").select("patient_id", "photo", "face_path", "content_hash")

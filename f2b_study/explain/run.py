@@ -1,0 +1,470 @@
+"""`f2b-study explain`: region Shapley values, pixel maps and CRAFT concepts for a cohort and a trained run.
+
+    run_explain(sources, photos=, model_path=, out=, settings=, cache=) -> (ExplainResult, files)  (the command)
+    explain(images, model, sidecar, settings, baseline_paths=) -> ExplainResult           (faces already known)
+    write_outputs(result, out) -> {name: path}
+
+Which faces: the cohort's eligible patients with a WHO class and a usable photo (labelled, joined and standardised
+through the face cache as in `train`), restricted by `settings.split` against the run's split.csv: "validation"
+(default) = the run's validation patients plus any patient the run never saw (an external cohort), "train" = its
+training patients, "all" = everyone. `max_images` keeps a class-stratified, seeded subset of patients' photos.
+
+Outputs (write_outputs): region_shapley.csv (one row per image: patient_id, photo, split, sex, bone_status,
+predicted, baseline, output, facenet_input, f_all_<class> and f_none_<class> = the model's output on the image
+and on the baseline, and shap_<region>_<class> for every region and every class's output: all three outputs, so
+any table can be recomputed), table6.csv, table7.csv, table8.csv, figures (*.svg, mean face only) and
+explain.json (settings, baseline, counts, timings, tables, CRAFT concepts). explain.json and the figures carry no
+patient ID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from f2b_study import CLASSES, __version__
+from f2b_study.errors import InputError
+from f2b_study.explain.craft import CraftConfig
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("validation", "train", "all")
+DISPLAY_SMOOTHING = 1 / 75  # Gaussian σ of the drawn pixel maps, as a fraction of the input size (1.5 px at 112)
+EXTERNAL = "external"  # patients the run's split.csv does not list
+
+
+@dataclasses.dataclass
+class ExplainSettings:
+    split: str = "validation"
+    baseline: str = "mean"  # "mean" (training faces) or "blur"
+    blur_sigma: float | None = None  # pixels at the input size; None: size / 16
+    output: str = "probability"  # what the values explain: "probability" or "logit"
+    facenet_input: str = "masked"  # "masked": FaceNet sees each composite; "original": the unmasked face
+    max_images: int | None = None
+    device: str = "auto"
+    batch_size: int | None = None  # composites per forward pass; None: 256 on CUDA, 64 on the CPU
+    bf16: bool = True
+    pixel_maps: bool = True
+    pixel_max_per_class: int | None = 24
+    craft: CraftConfig | None = dataclasses.field(default_factory=CraftConfig)
+    seed: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["craft"] = self.craft.describe() if self.craft else None
+        return data
+
+
+CONFIG_KEYS = {"split": str, "baseline": str, "blur_sigma": (int, float), "output": str, "facenet_input": str,
+               "max_images": int, "pixel_maps": bool, "pixel_max_per_class": int, "craft": bool, "n_concepts": int,
+               "seed": int}
+
+
+def settings_from_config(section: dict[str, Any], source: str | Path, base: ExplainSettings | None = None
+                         ) -> ExplainSettings:
+    """Defaults from a cohort config's [explain] section (unknown keys and wrong types are input errors)."""
+    settings = dataclasses.replace(base or ExplainSettings())
+    for key, value in section.items():
+        expected = CONFIG_KEYS.get(key)
+        if expected is None:
+            raise InputError.at(source, column=f"explain.{key}", value=key, expected=f"one of {sorted(CONFIG_KEYS)}")
+        if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+            wanted = {bool: "true or false", str: "a string"}.get(expected, "a number")
+            raise InputError.at(source, column=f"explain.{key}", value=value, expected=wanted)
+        if key == "n_concepts":
+            settings.craft = dataclasses.replace(settings.craft or CraftConfig(), n_concepts=value)
+        elif key != "craft":
+            setattr(settings, key, value)
+    if section.get("craft") is False:
+        settings.craft = None
+    validate(settings, source)
+    return settings
+
+
+def validate(settings: ExplainSettings, source: str | Path = "explain settings") -> None:
+    from f2b_study.explain.baselines import BASELINES
+    from f2b_study.explain.shapley import FACENET_INPUTS, OUTPUTS
+
+    for name, allowed in (("split", SPLITS), ("baseline", BASELINES), ("output", OUTPUTS),
+                          ("facenet_input", FACENET_INPUTS)):
+        if getattr(settings, name) not in allowed:
+            raise InputError.at(source, column=name, value=getattr(settings, name),
+                                expected=f"one of {', '.join(allowed)}")
+    for name in ("max_images", "batch_size", "pixel_max_per_class"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise InputError.at(source, column=name, value=value, expected="a whole number ≥ 1")
+    if settings.blur_sigma is not None and settings.blur_sigma <= 0:
+        raise InputError.at(source, column="blur_sigma", value=settings.blur_sigma, expected="a positive number")
+    if settings.craft is not None and not 1 <= settings.craft.n_concepts <= 50:
+        raise InputError.at(source, column="n_concepts", value=settings.craft.n_concepts, expected="1 to 50")
+
+
+@dataclasses.dataclass
+class ExplainResult:
+    document: dict[str, Any]  # explain.json
+    region_shapley: pl.DataFrame  # one row per image
+    table6: pl.DataFrame
+    table7: pl.DataFrame
+    table8: pl.DataFrame
+    figures: dict[str, str]  # name -> inline SVG
+
+
+# -- the run folder ---------------------------------------------------------------------------------------------
+
+def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
+    """(checkpoint path, run folder or None) for runs/NAME, runs/NAME/best, or a model.json/.safetensors."""
+    path = Path(path)
+    if (path / "best" / "model.json").is_file():
+        return path / "best", path
+    if path.is_dir() and (path / "model.json").is_file():
+        return path, path.parent if (path.parent / "split.csv").is_file() else None
+    if path.suffix in (".json", ".safetensors") and path.is_file():
+        parent = path.parent.parent
+        return path, parent if (parent / "split.csv").is_file() else None
+    raise InputError.at(path, show_value=False, expected="a run folder (runs/NAME with best/model.json), its best/ "
+                        "folder, or a checkpoint's model.json")
+
+
+def _resolve_face(face_path: str | None, content_hash: str | None, cache: Path | None) -> str | None:
+    """A cached face's file: the recorded path, else the same entry in `cache` (runs moved between machines)."""
+    if face_path and Path(face_path).is_file():
+        return face_path
+    if cache is not None and content_hash:
+        from f2b_study.faces.cache import FaceCache
+
+        candidate = FaceCache(cache).path(content_hash)
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def training_face_paths(run_dir: Path, cache: Path | None) -> list[str]:
+    """The run's training-split faces (status ok), resolved on disk."""
+    split = pl.read_csv(run_dir / "split.csv", infer_schema_length=0)
+    frame = pl.read_csv(run_dir / "preprocess.csv", infer_schema_length=0)
+    train = set(split.filter(pl.col("split") == "train")["patient_id"].to_list())
+    rows = frame.filter((pl.col("status") == "ok") & pl.col("patient_id").is_in(list(train)))
+    paths = [_resolve_face(p, h, cache) for p, h in rows.select("face_path", "content_hash").iter_rows()]
+    return [p for p in paths if p]
+
+
+# -- which faces ------------------------------------------------------------------------------------------------
+
+def select_images(sources: Sequence[Any], *, photos: Path | None, run_dir: Path | None, split: str, cache: Path,
+                  out: Path, qc: dict[str, Any] | None = None, progress: bool = True
+                  ) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Images to explain (patient_id, photo, face_path, bone_status, sex, split) and the counts of how they were
+    chosen."""
+    from f2b_study.faces.preprocess import preprocess_photos
+    from f2b_study.faces.qc import QCThresholds
+    from f2b_study.training.run import labelled_with_photos
+
+    patients, photo_rows, excluded = labelled_with_photos(list(sources), photos, "bone_status")
+    thresholds = QCThresholds.from_mapping(qc) if qc else None
+    result = preprocess_photos(photo_rows, out, cache_dir=cache, thresholds=thresholds, progress=progress)
+    ok = result.frame.filter(pl.col("status") == "ok").select("patient_id", "photo", "face_path")
+    assigned = pl.DataFrame({"patient_id": [], "split": []}, schema={"patient_id": pl.String, "split": pl.String})
+    if run_dir is not None and (run_dir / "split.csv").is_file():
+        assigned = pl.read_csv(run_dir / "split.csv", infer_schema_length=0).select("patient_id", "split")
+    patients = patients.drop("split", strict=False).join(assigned, on="patient_id", how="left").with_columns(
+        pl.col("split").fill_null(EXTERNAL))
+    images = ok.join(patients.select("patient_id", "bone_status", "sex", "split"), on="patient_id", how="inner")
+    wanted = {"validation": ("validation", EXTERNAL), "train": ("train",), "all": ("train", "validation", EXTERNAL)}
+    images = images.filter(pl.col("split").is_in(list(wanted[split]))).sort("patient_id", "photo")
+    info = {"excluded": excluded, "photos": result.frame.height,
+            "photos_ok": ok.height, "photo_qc_excluded": result.frame.height - ok.height,
+            "by_split": dict(images.group_by("split").len().sort("split").iter_rows()), "split": split}
+    return images, info
+
+
+def stratified_subset(images: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFrame:
+    """At most `limit` images, whole patients, taken round-robin over the classes in a seeded order."""
+    if limit is None or images.height <= limit:
+        return images
+    rng = np.random.default_rng(seed)
+    queues: dict[str, list[str]] = {}
+    for cls in [*CLASSES, *sorted(set(images["bone_status"].to_list()) - set(CLASSES))]:
+        ids = sorted(images.filter(pl.col("bone_status") == cls)["patient_id"].unique().to_list())
+        queues[cls] = [ids[i] for i in rng.permutation(len(ids))]
+    counts = dict(images.group_by("patient_id").len().iter_rows())
+    chosen: list[str] = []
+    total = 0
+    while total < limit and any(queues.values()):
+        for queue in queues.values():
+            if queue and total < limit:
+                patient = queue.pop(0)
+                chosen.append(patient)
+                total += counts[patient]
+    return images.filter(pl.col("patient_id").is_in(chosen)).head(limit)
+
+
+# -- faces, masks -----------------------------------------------------------------------------------------------
+
+def load_explained_faces(face_paths: Sequence[str], size: int, progress: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(faces (N, S, S, 3) uint8, region masks (N, 5, S, S) bool, face masks (N, S, S) bool, landmarks (N, 478, 2)
+    in the 512 frame)."""
+    from tqdm import tqdm
+
+    from f2b_study.faces.cache import load_face, load_measurements
+    from f2b_study.faces.regions import REGIONS, region_labels
+
+    n = len(face_paths)
+    faces = np.empty((n, size, size, 3), np.uint8)
+    regions = np.empty((n, len(REGIONS), size, size), bool)
+    landmarks = np.empty((n, 478, 2), np.float32)
+    for i, path in enumerate(tqdm(face_paths, desc="faces and regions", unit="face", disable=not progress,
+                                  leave=False)):
+        faces[i] = load_face(path, size)[0]
+        landmarks[i] = np.asarray(load_measurements(path)["landmarks"], dtype=np.float32)[:, :2]
+        labels = region_labels(landmarks[i], size)
+        regions[i] = labels[None] == np.arange(len(REGIONS), dtype=np.int8)[:, None, None]
+    return faces, regions, regions.any(axis=1), landmarks
+
+
+# -- the analysis -----------------------------------------------------------------------------------------------
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError.at("--device", value=name, expected="auto or cpu (no CUDA device here)")
+    return torch.device(name)
+
+
+def shapley_frame(images: pl.DataFrame, shap: Any, classes: Sequence[str], baseline: str) -> pl.DataFrame:
+    """region_shapley.csv: one row per image (the baseline and the explained output repeated on every row, so the
+    file describes itself)."""
+    names = np.array(classes)
+    n = len(shap.values)
+    columns: dict[str, Any] = {"predicted": names[shap.f_all.argmax(axis=1)].tolist() if len(names) else [],
+                               "baseline": [baseline] * n, "output": [shap.output] * n,
+                               "facenet_input": [shap.facenet_input] * n}
+    for k, cls in enumerate(classes):
+        columns[f"f_all_{cls}"] = shap.f_all[:, k]
+        columns[f"f_none_{cls}"] = shap.f_none[:, k]
+    for r, region in enumerate(shap.regions):
+        for k, cls in enumerate(classes):
+            columns[f"shap_{region}_{cls}"] = shap.values[:, r, k]
+    base = images.select("patient_id", "photo", "split", "sex", "bone_status")
+    return base.with_columns(pl.Series(name, values) for name, values in columns.items())
+
+
+def _region_panels(patients: pl.DataFrame, regions: Sequence[str], classes: Sequence[str]
+                   ) -> dict[str, dict[str, list[float]]]:
+    """{subgroup: {class: mean φ per region of the class's own output}} for the region figure."""
+    from f2b_study.explain.tables import value_column
+
+    groups = [("all", patients)]
+    groups += [(f"sex {s}", patients.filter(pl.col("sex") == s)) for s in sorted(
+        v for v in patients["sex"].unique().to_list() if v is not None)]
+    panels: dict[str, dict[str, list[float]]] = {}
+    for name, frame in groups:
+        panels[name] = {}
+        for cls in classes:
+            rows = frame.filter(pl.col("bone_status") == cls)
+            panels[name][cls] = [float(rows[value_column(r, cls)].mean()) if rows.height else float("nan")
+                                 for r in regions]
+    return panels
+
+
+def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings: ExplainSettings, *,
+            baseline_paths: Sequence[str] = (), baseline_source: str = "", progress: bool = True) -> ExplainResult:
+    """Explain `images` (patient_id, photo, face_path, bone_status, sex, split) with `model`."""
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    from f2b_study.explain import figures as figs
+    from f2b_study.explain import tables
+    from f2b_study.explain.baselines import blur_baseline, mean_baseline_from_paths
+    from f2b_study.explain.craft import run_craft
+    from f2b_study.explain.pixel_maps import class_means, gradient_maps
+    from f2b_study.explain.shapley import has_facenet, region_shapley
+    from f2b_study.faces.regions import region_labels
+    from f2b_study.models.registry import preprocessing
+
+    validate(settings)
+    classes = list(sidecar.get("classes") or CLASSES)
+    if classes != list(CLASSES):
+        raise InputError(f"model classes {classes}: explain works on bone-status models ({', '.join(CLASSES)})")
+    if images.height == 0:
+        raise InputError("no faces to explain: the cohort has no eligible patient with a usable photo in the "
+                         f"'{settings.split}' split (--split all uses every patient)")
+    device = _device(settings.device)
+    model = model.to(device).eval()
+    pre = preprocessing(model)
+    size, mean, std = pre["input_size"], pre["mean"], pre["std"]
+    seconds: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    faces, regions, face_masks, landmarks = load_explained_faces(images["face_path"].to_list(), size, progress)
+    labels = np.array([classes.index(c) for c in images["bone_status"].to_list()])
+    if settings.baseline == "mean":
+        if not baseline_paths:
+            raise InputError("--baseline mean needs the run's training faces (split.csv + preprocess.csv in the run "
+                             "folder, their cache entries on disk; --cache names the cache) — or use --baseline blur")
+        baseline = mean_baseline_from_paths(list(baseline_paths), size, source=baseline_source, progress=progress)
+    else:
+        baseline = blur_baseline(size, settings.blur_sigma)
+    base_images = baseline.for_faces(faces, face_masks)
+    seconds["load"] = time.perf_counter() - clock
+
+    batch_size = settings.batch_size or (256 if device.type == "cuda" else 64)
+    embeddings = None
+    if has_facenet(model) and (settings.facenet_input == "original" or settings.craft is not None):
+        # the unmasked faces' FaceNet embeddings, once: for "original" composites and for CRAFT's crops
+        from f2b_study.training.loop import compute_embeddings
+
+        clock = time.perf_counter()
+        embeddings = compute_embeddings(model, faces, mean, std, device, batch_size).numpy()
+        seconds["face_embeddings"] = time.perf_counter() - clock
+    shap = region_shapley(model, faces, regions, base_images, mean=mean, std=std, device=device,
+                          batch_size=batch_size, output=settings.output, facenet_input=settings.facenet_input,
+                          bf16=settings.bf16, embeddings=embeddings, progress=progress)
+    seconds["region_shapley"] = shap.seconds
+    region_rows = shapley_frame(images, shap, classes, baseline.kind)
+    patients = tables.patient_values(region_rows, shap.regions, classes)
+    table6 = tables.table6(patients, shap.regions, classes)
+    table7, table7_summary = tables.table7(patients, shap.regions, classes)
+
+    mean_rgb = faces.astype(np.float64).mean(axis=0)
+    mean_landmarks = landmarks.mean(axis=0)
+    mean_labels = region_labels(mean_landmarks, size)
+    background = figs.background(mean_rgb, len(faces), mean_labels >= 0)
+    figures = {"region_shapley": figs.region_values_svg(
+        _region_panels(patients, shap.regions, classes), mean_labels, background, classes, shap.regions,
+        title=f"Region Shapley values of each class's own {settings.output} (mean over patients)",
+        prefix="xr")}
+
+    pixel_document: dict[str, Any] | None = None
+    if settings.pixel_maps:
+        clock = time.perf_counter()
+        rng = np.random.default_rng(settings.seed)
+        chosen = np.concatenate([np.sort(rng.permutation(np.flatnonzero(labels == k))[:settings.pixel_max_per_class])
+                                 for k in range(len(classes))]).astype(np.int64)
+        chosen_base = base_images[chosen] if base_images.ndim == 4 else base_images
+        maps = gradient_maps(model, faces[chosen], labels[chosen], chosen_base, mean=mean, std=std, device=device,
+                             output=settings.output, progress=progress)
+        per_class = class_means(maps, labels[chosen], classes)
+        seconds["pixel_maps"] = time.perf_counter() - clock
+        sigma = size * DISPLAY_SMOOTHING
+        shown = {cls: gaussian_filter(m, sigma) for cls, m in per_class.items()}
+        figures["pixel_maps"] = figs.heatmaps_svg(
+            shown, background, mean_labels >= 0, classes,
+            title=f"gradient × (input − baseline), mean per class (own-class output; smoothed for display, "
+                  f"Gaussian σ {sigma:.1f} px)",
+            label=f"attribution ({settings.output})", prefix="xp")
+        pixel_document = {"method": "gradient × (input − baseline), summed over colour channels, own-class output",
+                          "n_images": {cls: int((labels[chosen] == k).sum()) for k, cls in enumerate(classes)}}
+
+    craft_document: dict[str, Any] | None = None
+    table8 = pl.DataFrame({"comparison": [f"{a}–{b}" for i, a in enumerate(classes) for b in classes[i + 1:]]})
+    if settings.craft is not None:
+        craft = run_craft(model, faces, face_masks, labels, classes, mean=mean, std=std, device=device,
+                          config=settings.craft, output=settings.output, bf16=settings.bf16,
+                          face_embeddings=embeddings, progress=progress)
+        seconds["craft"] = craft.seconds
+        craft_document = craft.describe()
+        if craft.classes:
+            table8 = tables.table8(craft.maps(), classes)
+            figures["craft_importance"] = figs.concept_importance_svg(
+                {c.cls: c.importance for c in craft.classes}, classes,
+                title="CRAFT: total Sobol importance of each class's concepts", prefix="xc")
+            figures["craft_maps"] = figs.heatmaps_svg(
+                {c.cls: c.attribution_map for c in craft.classes}, background, mean_labels >= 0, classes, signed=False,
+                title="CRAFT concept attribution maps (Σ importance × concept), mean per class",
+                label="attribution", prefix="xm")
+            attention = {c.cls: c.attention_map for c in craft.classes if c.attention_map is not None}
+            if attention:
+                figures["ssam_attention"] = figs.heatmaps_svg(
+                    attention, background, mean_labels >= 0, classes, signed=False,
+                    title="SSAM attention, mean per class", label="attention weight", prefix="xa")
+
+    from f2b_study.models.facenet import provenance
+
+    document = {
+        "package_version": __version__,
+        "model": {"arch": sidecar.get("arch"), "input_size": size, "classes": classes,
+                  "facenet_weights": (provenance(model).get("facenet") or {}).get("source"),
+                  "run": (sidecar.get("metadata") or {}).get("run")},
+        "settings": settings.describe(),
+        "device": str(device),
+        "baseline": baseline.describe(),
+        "n_images": len(faces),
+        "n_patients": patients.height,
+        "images_by_class": {cls: int((labels == k).sum()) for k, cls in enumerate(classes)},
+        "patients_by_class": {cls: int((patients["bone_status"] == cls).sum()) for cls in classes},
+        "mean_face_shown": len(faces) >= figs.MIN_FACES_FOR_MEAN,
+        "region_shapley": shap.describe(),
+        "table6": table6.to_dicts(),
+        "table7": table7.to_dicts(),
+        "table7_summary": table7_summary,
+        "table8": table8.to_dicts(),
+        "jsd": {"base": tables.JSD_BASE, "reported": "divergence (bits) and scipy's distance = √divergence"},
+        "pixel_maps": pixel_document,
+        "craft": craft_document,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "torch_threads": torch.get_num_threads(),
+    }
+    return ExplainResult(document=document, region_shapley=region_rows, table6=table6, table7=table7,
+                         table8=table8, figures=figures)
+
+
+def write_outputs(result: ExplainResult, out: Path) -> dict[str, Path]:
+    """CSV tables, SVG figures and explain.json under `out` (atomically)."""
+    from f2b_study.atomic import write_text
+    from f2b_study.commands._common import json_safe
+    from f2b_study.tables import write_csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for name, frame in (("region_shapley", result.region_shapley), ("table6", result.table6),
+                        ("table7", result.table7), ("table8", result.table8)):
+        files[name] = out / f"{name}.csv"
+        write_csv(frame, files[name])
+    for name, svg in result.figures.items():
+        files[f"figure_{name}"] = out / f"{name}.svg"
+        write_text(files[f"figure_{name}"], svg if svg.startswith("<?xml") else svg + "\n")
+    files["explain"] = out / "explain.json"
+    result.document["files"] = {k: v.name for k, v in files.items()}
+    write_text(files["explain"], json.dumps(json_safe(result.document), indent=1, allow_nan=False) + "\n")
+    return files
+
+
+def run_explain(sources: Sequence[Any], *, photos: Path | None, model_path: Path, out: Path,
+                settings: ExplainSettings, cache: Path, qc: dict[str, Any] | None = None,
+                progress: bool = True) -> tuple[ExplainResult, dict[str, Path]]:
+    """The command: select faces, load the run's model, explain, write everything under `out`."""
+    import warnings
+
+    from f2b_study.models.checkpoint import load_checkpoint
+
+    validate(settings)
+    checkpoint, run_dir = resolve_model(model_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the random-init FaceNet warning is recorded in the sidecar already
+        model, sidecar = load_checkpoint(checkpoint, map_location="cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    images, info = select_images(sources, photos=photos, run_dir=run_dir, split=settings.split, cache=cache, out=out,
+                                 qc=qc, progress=progress)
+    images = stratified_subset(images, settings.max_images, settings.seed)
+    baseline_paths: list[str] = []
+    if settings.baseline == "mean" and run_dir is not None:
+        baseline_paths = training_face_paths(run_dir, cache)
+    result = explain(images, model, sidecar, settings, baseline_paths=baseline_paths,
+                     baseline_source=f"training split of {run_dir.name}" if run_dir else "", progress=progress)
+    result.document["selection"] = info
+    result.document["model"]["checkpoint"] = str(checkpoint)
+    files = write_outputs(result, out)
+    return result, files

@@ -1,0 +1,49 @@
+"""The whole chain (`study`): two centres -> one STARD report, with flow counts that add up."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from f2b_study.config import load_config
+from f2b_study.study import StudySettings, run_study
+from tests.conftest import TINY_FACE2BONE, make_mini_cohort
+
+pytestmark = [pytest.mark.xdist_group("pipeline"), pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.slow]
+
+
+def test_two_centre_study(tmp_path: Path, face_cache: Path) -> None:
+    csv = make_mini_cohort(tmp_path / "data", per_class=7)
+    frame = pl.read_csv(csv, infer_schema=False)
+    for name, part in (("north", frame[::2]), ("south", frame[1::2])):
+        part.drop("center").write_csv(tmp_path / "data" / f"{name}.csv")
+        (tmp_path / f"{name}.toml").write_text(
+            f'name = "{name}"\ncsv = "data/{name}.csv"\nphotos = "data"\n[report]\nsimulated_labels = true\n'
+            '[explain]\nmax_images = 6\nfacenet_input = "original"\npixel_max_per_class = 2\n')
+    configs = [load_config(tmp_path / f"{n}.toml") for n in ("north", "south")]
+    settings = StudySettings.from_config(configs[0], epochs=2, replicates=30, cache_dir=face_cache,
+                                         model_config=TINY_FACE2BONE)
+    result = run_study(configs, tmp_path / "out", settings)
+    flow = result.flow
+    assert flow["enrolled"] == 21 and flow["eligible"] == 21
+    assert flow["analysed"] + flow["no_photo"] + sum(flow["photo_qc_excluded"].values()) == flow["eligible"]
+    assert sum(flow["split"].values()) == flow["analysed"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    for needle in ("SIMULATED LABELS", "Participant flow", "Multi-centre", "north", "south", "Explainability",
+                   "Table 1 by split", "randomly initialised"):
+        assert needle in html, needle
+    text = re.sub(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+", "", html)
+    assert not any(patient_id in text for patient_id in frame["patient_id"])  # IDs never appear in clear
+    study = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert set(study["timings_s"]) == {"label", "faces", "train", "screen", "evaluate", "explain", "report"}
+    predictions = pl.read_csv(tmp_path / "out" / "predictions.csv")
+    assert set(predictions["split"]) == {"train", "validation"}
+    assert set(predictions["center"]) == {"north", "south"}
+    assert (tmp_path / "out" / "regions.png").stat().st_size > 1000
+    evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert evaluation["n"] == flow["split"]["validation"]
