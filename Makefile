@@ -12,7 +12,7 @@ $(VENV)/bin/python:
 
 # pip, not uv: the machines' pip is capped at the torch build that lies on their disk.
 $(STAMP): pyproject.toml $(VENV)/bin/python
-	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,cluster]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,9 +16,9 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp",
                                     dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         # mkstemp makes the file owner-only; give it the permissions a plain open() would (umask applies)
         umask = os.umask(0)
@@ -27,8 +27,8 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -6,10 +6,14 @@ exclusion flags (the paper's exclusion criteria), population (sex / age / menopa
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import polars as pl
 
 from f2b_study.cohort.schema import EXCLUSION_FLAGS, HIP_T, SITES, SPINE_T, T_COLUMNS, Z_COLUMNS, Cohort
 from f2b_study.config import LabelRules
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 OSTEOPOROSIS_T = -2.5  # T <= -2.5
 NORMAL_T = -1.0  # T >= -1.0 (WHO's wording; the paper's text says > -1.0)
@@ -53,8 +57,10 @@ def label(cohort: Cohort) -> pl.DataFrame:
     return label_frame(cohort.frame, cohort.config.rules)
 
 
-def label_frame(frame: pl.DataFrame, rules: LabelRules) -> pl.DataFrame:
-    added = [c for c in (*T_COLUMNS, *Z_COLUMNS, *EXCLUSION_FLAGS) if c not in frame.columns]
+def label_frame(frame: FrameT, rules: LabelRules) -> FrameT:
+    """The labelling expressions on a DataFrame, or on a LazyFrame (a table labelled as it streams)."""
+    names = frame.collect_schema().names()
+    added = [c for c in (*T_COLUMNS, *Z_COLUMNS, *EXCLUSION_FLAGS) if c not in names]
     frame = frame.with_columns(
         pl.lit(None, dtype=pl.Boolean if c in EXCLUSION_FLAGS else pl.Float64).alias(c) for c in added)
     lowest_t = pl.min_horizontal(*T_COLUMNS)
@@ -105,6 +111,6 @@ def label_frame(frame: pl.DataFrame, rules: LabelRules) -> pl.DataFrame:
         pl.col("exclusion_reason").is_null().alias("eligible"),
         pl.when(pl.col("exclusion_reason").is_null()).then(bone_status).alias("bone_status"),
     )
-    out = out.select([c for c in out.columns if c not in LABEL_COLUMNS] + list(LABEL_COLUMNS))
+    out = out.select([c for c in out.collect_schema().names() if c not in LABEL_COLUMNS] + list(LABEL_COLUMNS))
     return out.drop(added)  # absent optional columns behaved as empty; they do not appear in the output
 

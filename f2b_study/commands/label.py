@@ -14,7 +14,8 @@ def register(sub: Any) -> None:
         sub, "label", help="WHO/ISCD bone-status labels and eligibility, every row kept with a reason",
         description="Label bone status by the WHO criteria on the lowest T-score (ISCD rule), apply the "
         "inclusion and exclusion rules, and write the cohort back with bone_status, lowest_t_score, "
-        "lowest_t_site, eligible and exclusion_reason added. Rows are never dropped.",
+        "lowest_t_site, eligible and exclusion_reason added. Rows are never dropped. A CSV streams through "
+        "(polars lazy queries), so tables of tens of millions of rows label in bounded memory.",
         examples="  f2b-study label cohorts/demo.toml\n"
         "  f2b-study label dxa_export.xlsx --out reports/centre_a/labelled.csv --json\n")
     parser.add_argument("cohort", help="cohort table (.csv/.xlsx) or cohort config (.toml)")
@@ -24,15 +25,21 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from f2b_study.cohort.label import label
-    from f2b_study.cohort.schema import ROW, load_cohort
-    from f2b_study.tables import write_csv
+    import polars as pl
 
-    cohort = load_cohort(args.cohort)
-    labelled = label(cohort)
+    from f2b_study.atomic import atomic_path
+    from f2b_study.cohort.label import label_frame
+    from f2b_study.cohort.scan import csv_errors
+    from f2b_study.cohort.schema import ROW, scan_cohort
+
+    cohort = scan_cohort(args.cohort)  # every check has run; nothing is written before this line
+    labelled = label_frame(cohort.frame, cohort.config.rules)
     out = args.out or Path("reports") / cohort.name / "labelled.csv"
-    write_csv(labelled.drop(ROW), out)
-    summary = summarise(labelled)
+    with csv_errors(cohort.config.table), atomic_path(out, suffix=".csv") as tmp:
+        # one streaming pass writes the rows and counts them
+        _, counts = pl.collect_all([labelled.drop(ROW).sink_csv(tmp, lazy=True), status_counts(labelled)],
+                                   engine="streaming")
+    summary = summarise(counts)
     summary.update(input=str(cohort.config.table), output=str(out), warnings=cohort.warnings)
     for message in cohort.warnings:
         warn("label", message)
@@ -43,22 +50,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def summarise(labelled: Any) -> dict[str, Any]:
+def status_counts(labelled: Any) -> Any:
+    """Rows per (eligible, bone_status, exclusion_reason): a LazyFrame, whatever ``labelled`` is."""
+    return labelled.lazy().group_by("eligible", "bone_status", "exclusion_reason").len()
+
+
+def summarise(counts: Any) -> dict[str, Any]:
+    """Counts by status and reason from `status_counts` (its result, or a labelled frame to count)."""
     import polars as pl
 
     from f2b_study import CLASSES
 
-    eligible = labelled.filter(pl.col("eligible"))
-    status_counts = dict(eligible.group_by("bone_status").len().iter_rows())
-    ordered = [c for c in CLASSES if c in status_counts] + sorted(
-        str(k) for k in status_counts if k not in CLASSES)
-    reasons = labelled.filter(~pl.col("eligible")).group_by("exclusion_reason").len().sort(
+    if "len" not in counts.collect_schema().names():
+        counts = status_counts(counts)
+    counts = counts.lazy().collect()
+    eligible = counts.filter(pl.col("eligible"))
+    by_status = dict(eligible.group_by("bone_status").agg(pl.col("len").sum()).iter_rows())
+    ordered = [c for c in CLASSES if c in by_status] + sorted(str(k) for k in by_status if k not in CLASSES)
+    reasons = counts.filter(~pl.col("eligible")).group_by("exclusion_reason").agg(pl.col("len").sum()).sort(
         ["len", "exclusion_reason"], descending=[True, False])
+    n_rows, n_eligible = int(counts["len"].sum()), int(eligible["len"].sum())
     return {
-        "n_rows": labelled.height,
-        "eligible": eligible.height,
-        "excluded": labelled.height - eligible.height,
-        "by_status": {k: status_counts[k] for k in ordered},
+        "n_rows": n_rows,
+        "eligible": n_eligible,
+        "excluded": n_rows - n_eligible,
+        "by_status": {k: by_status[k] for k in ordered},
         "by_reason": dict(reasons.iter_rows()),
     }
 

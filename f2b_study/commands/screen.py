@@ -22,7 +22,11 @@ def register(sub: Any) -> None:
         "interrupted run continues where it stopped when rerun.",
         examples="  f2b-study screen cohort.csv                      # photos beside the CSV, newest run in runs/\n"
         "  f2b-study screen cohorts/centre_a.toml --model runs/demo --out reports/centre-a\n"
-        "  f2b-study screen cohort.csv --photos photos/ --model runs/demo/best --parquet --json\n")
+        "  f2b-study screen cohort.csv --photos photos/ --model runs/demo/best --parquet --json\n"
+        "  f2b-study screen cohort.csv --model runs/demo --engine ray --workers 2          # a local Ray instance\n"
+        "  f2b-study screen cohort.csv --model runs/demo --engine ray --ray-address ray://HEAD:10001\n"
+        "\n--engine ray (pip install '.[cluster]') standardises photos in Ray CPU tasks and scores them in GPU "
+        "actors (Ray Data); photos, --cache, --model and --out must be paths every node sees.\n")
     parser.add_argument("cohort", nargs="+", help="cohort table(s) (.csv/.xlsx) or config(s) (.toml)")
     parser.add_argument("--photos", type=Path, help="photo folder (default: the config's, else the table's folder)")
     parser.add_argument("--model", help="run folder or checkpoint (default: the config's [model] path, else the "
@@ -30,11 +34,16 @@ def register(sub: Any) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default reports/<cohort name>)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--batch-size", type=int, help="images per batch (default 256 on a GPU, 32 on the CPU)")
-    parser.add_argument("--workers", type=int, help="face-loading workers (default: cores − 1 on a GPU host)")
+    parser.add_argument("--workers", type=int, help="local engine: face-loading workers (default: cores − 1 on a "
+                        "GPU host); ray engine: inference actors (default: the cluster's GPUs, else 1)")
     parser.add_argument("--preprocess-workers", type=int, default=1, help="processes for face standardisation")
     parser.add_argument("--no-bf16", action="store_true", help="run in float32 on the GPU")
     parser.add_argument("--parquet", action="store_true", help="also write the predictions as Parquet")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache folder")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this machine (default); ray: a Ray cluster (the optional extra 'cluster')")
+    parser.add_argument("--ray-address", help="Ray cluster to join: ray://HEAD:10001, HEAD:6379 or auto (default: "
+                        "start a local Ray instance)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
 
@@ -50,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / "+".join(c.name for c in configs)
     result = screen(configs, model_path=model_path, out=out, photos=args.photos, cache_dir=args.cache,
                     device=args.device, batch_size=args.batch_size, workers=args.workers,
-                    preprocess_workers=args.preprocess_workers, parquet=args.parquet, bf16=not args.no_bf16)
+                    preprocess_workers=args.preprocess_workers, parquet=args.parquet, bf16=not args.no_bf16,
+                    engine=args.engine, ray_address=args.ray_address)
     if args.json:
         print_json({**result.summary, "files": {k: str(v) for k, v in result.files.items()}})
         return 0

@@ -24,7 +24,10 @@ def register(sub: Any) -> None:
         examples="  f2b-study train cohorts/demo.toml --arch face2bone --out runs/demo\n"
         "  f2b-study train cohort.csv --photos photos/ --arch face2bone,resnet34,vgg16 --out runs/compare\n"
         "  f2b-study train cohorts/demo.toml --target sex --arch resnet18 --epochs 30 --out runs/sex\n"
-        "  f2b-study train cohorts/demo.toml --arch face2bone --out runs/demo --resume\n")
+        "  f2b-study train cohorts/demo.toml --arch face2bone --out runs/demo --resume\n"
+        "  torchrun --nproc_per_node 4 -m f2b_study train cohorts/demo.toml --arch face2bone --out runs/ddp\n"
+        "\nUnder torchrun the run is data-parallel (DistributedDataParallel; NCCL on GPUs, gloo on the CPU): "
+        "--batch-size stays the global batch, split across the processes; rank 0 writes the run folder.\n")
     parser.add_argument("cohort", nargs="+", help="cohort table(s) (.csv/.xlsx) or config(s) (.toml)")
     parser.add_argument("--photos", type=Path, help="photo folder (default: the config's, else the table's folder)")
     parser.add_argument("--arch", default="face2bone", help="registry name(s), comma-separated (see f2b-study models)")
@@ -85,6 +88,15 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from f2b_study.training.distributed import session
+
+    with session(args.device) as context:
+        return _run(args, context)
+
+
+def _run(args: argparse.Namespace, context: Any) -> int:
+    import tempfile
+
     from f2b_study.errors import InputError
     from f2b_study.models.registry import get_spec
     from f2b_study.training.compare import write_comparison
@@ -96,19 +108,38 @@ def run(args: argparse.Namespace) -> int:
     for number, name in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--patience", args.patience)):
         if name < 1:
             raise InputError.at(number, value=name, expected="a whole number ≥ 1")
+    if context.enabled and args.batch_size % context.world_size:
+        raise InputError.at("--batch-size", value=args.batch_size,
+                            expected=f"a multiple of the {context.world_size} processes (it is the global batch, "
+                            "split evenly across them)")
     model_config = parse_model_config(args.model_config, args.input_size)
     settings = settings_from_args(args)
-    for arch in archs:
-        preflight(args.out if len(archs) == 1 else args.out / arch, resume=args.resume, overwrite=args.overwrite)
-    args.out.mkdir(parents=True, exist_ok=True)
-    data = prepare(args.cohort, photos=args.photos, target=args.target, run_dir=args.out, cache_dir=args.cache,
-                   workers=args.preprocess_workers)
+
+    def claim() -> None:
+        for arch in archs:
+            preflight(args.out if len(archs) == 1 else args.out / arch, resume=args.resume, overwrite=args.overwrite)
+        args.out.mkdir(parents=True, exist_ok=True)
+
+    context.main_first(claim, others=lambda: None)
+
+    def prepare_in(run_dir: Path, workers: int) -> Any:
+        return prepare(args.cohort, photos=args.photos, target=args.target, run_dir=run_dir, cache_dir=args.cache,
+                       workers=workers)
+
+    def prepare_from_cache() -> Any:
+        # rank 0 filled the face cache: the other ranks only read it, and keep their preprocess.csv to themselves
+        with tempfile.TemporaryDirectory(prefix="f2b-rank-") as scratch:
+            return prepare_in(Path(scratch), 1)
+
+    data = context.main_first(lambda: prepare_in(args.out, args.preprocess_workers), others=prepare_from_cache)
     runs = {}
     for arch in archs:
         out = args.out if len(archs) == 1 else args.out / arch
         runs[arch] = train_one(data, arch=arch, out=out, settings=settings, model_config=model_config,
                                facenet_weights=args.facenet_weights, imagenet_weights=args.weights,
                                resume=args.resume, overwrite=args.overwrite)
+    if not context.is_main:
+        return 0
     if len(archs) > 1:
         write_comparison(args.out, {arch: args.out / arch for arch in archs})
     summary = {arch: {"out": str(args.out if len(archs) == 1 else args.out / arch),

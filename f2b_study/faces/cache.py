@@ -63,7 +63,13 @@ class FaceCache:
         if face_png is not None:
             arrays = {**arrays, "face_png": np.frombuffer(face_png, dtype=np.uint8)}
         buffer = io.BytesIO()
-        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+        try:
+            np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+        except ValueError as error:
+            # Ctrl-C inside zipfile's write surfaces as "Can't close the ZIP file...": keep it an interrupt
+            if isinstance(error.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            raise
         with atomic_path(path, suffix=".npz") as tmp:
             tmp.write_bytes(buffer.getvalue())
         if face_png is not None:

@@ -7,6 +7,9 @@ Resumable and never half-written: inference results are kept in chunk files (eac
 the model's weights hash and the chunk's photo content hashes), so a run killed at any point and rerun does only
 the missing chunks and ends with exactly one row per photo and the same numbers. Final files are written
 atomically and the chunk files removed.
+
+``engine="ray"`` runs standardisation and inference on a Ray cluster instead (`ray_engine.py`); everything before
+and after that stage is shared, so both engines write the same files.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from f2b_study import CLASSES
 from f2b_study.atomic import atomic_path, write_text
 from f2b_study.errors import InputError
 from f2b_study.inference.pathway import recommendation
+from f2b_study.inference.ray_engine import SHARDS_DIR as RAY_SHARDS_DIR  # Ray itself is imported only when used
 from f2b_study.tables import write_csv
 
 log = logging.getLogger(__name__)
 
 CHUNK = 2048  # photos per resumable chunk
 PARTS_DIR = ".screen-parts"
+ENGINES = ("local", "ray")
 PROBA = tuple(f"p_{c}" for c in CLASSES)
 CARRIED = ("center", "sex", "age_years", "height_cm", "weight_kg", "bmi", "split", "bone_status", "lowest_t_score",
            "eligible", "exclusion_reason")
@@ -118,22 +123,58 @@ def _cohort_rows(sources: Sequence[Any], photos: Path | None, patients: Sequence
 def screen(sources: Sequence[Any], *, model_path: Path, out: Path, photos: Path | None = None,
            cache_dir: Path, patients: Sequence[str] | None = None, device: str = "auto",
            batch_size: int | None = None, workers: int | None = None, preprocess_workers: int = 1,
-           parquet: bool = False, bf16: bool = True, progress: bool | None = None) -> ScreenResult:
-    """Screen the cohort(s); write predictions_images.csv, predictions.csv, screening_report.html, screen.json."""
+           parquet: bool = False, bf16: bool = True, progress: bool | None = None, engine: str = "local",
+           ray_address: str | None = None) -> ScreenResult:
+    """Screen the cohort(s); write predictions_images.csv, predictions.csv, screening_report.html, screen.json.
+    ``engine="ray"``: standardisation and inference on Ray (``workers`` = inference actors there)."""
+    from f2b_study.faces.preprocess import preprocess_photos
+
+    if engine not in ENGINES:
+        raise InputError.at("--engine", value=engine, expected=f"one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        from f2b_study.inference.ray_engine import import_ray
+
+        import_ray()  # a missing extra fails before any work
+    sidecar = check_checkpoint(model_path)
+    cohort, photo_rows, join_log = _cohort_rows(sources, photos, patients)
+    out.mkdir(parents=True, exist_ok=True)
+    if engine == "ray":
+        qc, probabilities = _score_with_ray(photo_rows, model_path=model_path, sidecar=sidecar, out=out,
+                                            cache_dir=cache_dir, device=device, batch_size=batch_size,
+                                            workers=workers, bf16=bf16, address=ray_address, progress=progress)
+        ok = qc.filter(pl.col("status") == "ok").sort("patient_id", "photo")
+    else:
+        prep = preprocess_photos(photo_rows, out, cache_dir=cache_dir, workers=preprocess_workers,
+                                 progress=progress)
+        qc = prep.frame.select("patient_id", "photo", "status", "reason", "face_path", "content_hash")
+        ok = qc.filter(pl.col("status") == "ok").sort("patient_id", "photo")
+        probabilities = _score_local(ok, model_path=model_path, sidecar=sidecar, out=out, device=device,
+                                     batch_size=batch_size, workers=workers, bf16=bf16, progress=progress)
+
+    images = image_table(qc, ok, probabilities)
+    per_patient = patient_table(cohort, images)
+    files = write_outputs(out, images, per_patient, parquet=parquet)
+    summary = summarise(per_patient, images, sidecar, model_path, join_log)
+    write_text(out / "screen.json", json.dumps(summary, indent=1, allow_nan=False))
+    files["summary"] = out / "screen.json"
+    from f2b_study.report.screening import render_screening_report
+
+    files["report"] = out / "screening_report.html"
+    write_text(files["report"], render_screening_report(per_patient, images, summary))
+    write_text(out / "screen.log", "\n".join(join_log) + ("\n" if join_log else ""))
+    shutil.rmtree(out / (PARTS_DIR if engine == "local" else RAY_SHARDS_DIR), ignore_errors=True)
+    return ScreenResult(images=images, patients=per_patient, summary=summary, files=files)
+
+
+def _score_local(ok: pl.DataFrame, *, model_path: Path, sidecar: dict[str, Any], out: Path, device: str,
+                 batch_size: int | None, workers: int | None, bf16: bool, progress: bool | None) -> np.ndarray:
+    """Probabilities for the ``ok`` faces in this process, in resumable chunks."""
     from tqdm import tqdm
 
-    from f2b_study.faces.preprocess import preprocess_photos
     from f2b_study.inference.engine import predict_paths, prepare_model
     from f2b_study.models.checkpoint import load_checkpoint
     from f2b_study.models.registry import preprocessing
     from f2b_study.training.loop import pick_device
-
-    sidecar = check_checkpoint(model_path)
-    cohort, photo_rows, join_log = _cohort_rows(sources, photos, patients)
-    out.mkdir(parents=True, exist_ok=True)
-    prep = preprocess_photos(photo_rows, out, cache_dir=cache_dir, workers=preprocess_workers, progress=progress)
-    qc = prep.frame.select("patient_id", "photo", "status", "reason", "face_path", "content_hash")
-    ok = qc.filter(pl.col("status") == "ok").sort("patient_id", "photo")
 
     torch_device = pick_device(device)
     model, _ = load_checkpoint(model_path, map_location=torch_device)
@@ -157,22 +198,34 @@ def screen(sources: Sequence[Any], *, model_path: Path, out: Path, photos: Path 
         chunks.append(part)
         bar.update(min(CHUNK, len(face_paths) - start))
     bar.close()
-    probabilities = (np.concatenate([np.load(p, allow_pickle=False) for p in chunks]) if chunks
+    return (np.concatenate([np.load(p, allow_pickle=False) for p in chunks]) if chunks
+            else np.empty((0, len(CLASSES)), np.float32))
+
+
+def _score_with_ray(photo_rows: pl.DataFrame, *, model_path: Path, sidecar: dict[str, Any], out: Path,
+                    cache_dir: Path, device: str, batch_size: int | None, workers: int | None, bf16: bool,
+                    address: str | None, progress: bool | None) -> tuple[pl.DataFrame, np.ndarray]:
+    """The QC table (as preprocess.csv has it, which is written here too) and the ``ok`` faces' probabilities,
+    computed on Ray."""
+    from f2b_study.faces.preprocess import SCHEMA, photo_row
+    from f2b_study.faces.qc import QCThresholds
+    from f2b_study.inference import ray_engine
+    thresholds = QCThresholds()
+    paths = list(dict.fromkeys(photo_rows["path"].to_list()))
+    run_dir = ray_engine.run_job(paths, model_path=model_path, sidecar=sidecar, out=out, cache_dir=cache_dir,
+                                 input_size=int(sidecar["preprocessing"]["input_size"]), device=device,
+                                 batch_size=batch_size, workers=workers, bf16=bf16, address=address,
+                                 progress=progress, thresholds=thresholds)
+    metas, by_hash = ray_engine.merge(ray_engine.shards_root(out, sidecar), run_dir)
+    rows = [photo_row(photo, patient, metas[path], thresholds)
+            for patient, photo, path in photo_rows.select("patient_id", "photo", "path").iter_rows()]
+    frame = pl.DataFrame(rows, schema=SCHEMA, orient="row")
+    write_csv(frame, out / "preprocess.csv")
+    qc = frame.select("patient_id", "photo", "status", "reason", "face_path", "content_hash")
+    ok = qc.filter(pl.col("status") == "ok").sort("patient_id", "photo")
+    probabilities = (np.stack([by_hash[h] for h in ok["content_hash"].to_list()]) if ok.height
                      else np.empty((0, len(CLASSES)), np.float32))
-
-    images = image_table(qc, ok, probabilities)
-    per_patient = patient_table(cohort, images)
-    files = write_outputs(out, images, per_patient, parquet=parquet)
-    summary = summarise(per_patient, images, sidecar, model_path, join_log)
-    write_text(out / "screen.json", json.dumps(summary, indent=1, allow_nan=False))
-    files["summary"] = out / "screen.json"
-    from f2b_study.report.screening import render_screening_report
-
-    files["report"] = out / "screening_report.html"
-    write_text(files["report"], render_screening_report(per_patient, images, summary))
-    write_text(out / "screen.log", "\n".join(join_log) + ("\n" if join_log else ""))
-    shutil.rmtree(parts, ignore_errors=True)
-    return ScreenResult(images=images, patients=per_patient, summary=summary, files=files)
+    return qc, probabilities
 
 
 def image_table(qc: pl.DataFrame, ok: pl.DataFrame, probabilities: np.ndarray) -> pl.DataFrame:

@@ -13,6 +13,9 @@ the same result as an uninterrupted run.
 
 With a frozen FaceNet branch, each image's embedding is computed once (on the un-augmented face) and reused
 every epoch; the image branch still sees the augmented face.
+
+Under torchrun the same loop runs data-parallel (DistributedDataParallel; see `distributed.py`): the global batch,
+the schedule and the stopping rule are those of one process; rank 0 alone validates and writes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch.utils.data import DataLoader
 from f2b_study.atomic import atomic_path, write_text
 from f2b_study.training.augment import AugmentConfig
 from f2b_study.training.data import EpochSampler, FaceDataset, normalise
+from f2b_study.training.distributed import ShardedBatchSampler, current, rank_device, sync_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +151,8 @@ class Trainer:
         self.out = out
         self.save_best = save_best
         self.progress = progress
-        self.device = pick_device(settings.device)
+        self.context = current()
+        self.device = rank_device(pick_device(settings.device), self.context)
         self.history: list[EpochRecord] = []
         self.best_accuracy = -math.inf
         self.best_loss = math.inf
@@ -157,9 +162,17 @@ class Trainer:
     # -- set-up ----------------------------------------------------------------------------------------------
     def _build(self) -> None:
         s = self.settings
+        context = self.context
+        if context.enabled and s.batch_size % context.world_size:
+            from f2b_study.errors import InputError
+
+            raise InputError.at("--batch-size", value=s.batch_size,
+                                expected=f"a multiple of the {context.world_size} processes (it is the global batch, "
+                                "split evenly across them)")
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
+        self._restore_batchnorm = sync_batchnorm(self.model, self.device) if context.enabled else None
         self.embeddings = None
         if _uses_embedding_cache(self.model):
             self.embeddings = compute_embeddings(self.model, self.faces, self.mean, self.std, self.device)
@@ -172,11 +185,24 @@ class Trainer:
             pct_start=s.warmup_fraction, div_factor=25.0, final_div_factor=initial_lr / s.final_lr)
         dataset = FaceDataset(self.faces, self.labels, s.augment, s.seed)
         self.sampler = EpochSampler(len(self.faces), s.seed, shuffle=True, indices=self.train_index.tolist())
-        self.loader = DataLoader(dataset, batch_size=s.batch_size, sampler=self.sampler, num_workers=s.workers,
-                                 pin_memory=self.device.type == "cuda", persistent_workers=s.workers > 0,
-                                 drop_last=False)
-        self.step_model = torch.compile(self.model) if s.compile else self.model
+        # one process: the same batches as DataLoader(batch_size=...); N processes: each rank's share of them
+        self.batches = ShardedBatchSampler(self.sampler, s.batch_size, context)
+        self.loader = DataLoader(dataset, batch_sampler=self.batches, num_workers=s.workers,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=s.workers > 0)
+        step_model: nn.Module = self.model
+        if context.enabled:
+            import warnings
+
+            from torch.nn.parallel import DistributedDataParallel
+
+            # channels_last inputs give conv weights channels_last gradients on the CPU; the reducer copies them
+            # into its buckets (a speed note, not a correctness one)
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+            step_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.step_model = torch.compile(step_model) if s.compile else step_model
         self.loss_fn = nn.CrossEntropyLoss()
+        self.per_image_loss_fn = nn.CrossEntropyLoss(reduction="none")
 
     # -- state ------------------------------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -186,6 +212,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "torch_rng_ranks": self.context.gather_rng(),
             "best_accuracy": self.best_accuracy,
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
@@ -193,15 +220,22 @@ class Trainer:
         }
 
     def _save_state(self, epoch: int) -> None:
-        with atomic_path(self.out / STATE_FILE) as tmp:
-            torch.save(self._state(epoch), tmp)
+        state = self._state(epoch)  # a collective under DDP: every rank builds it, rank 0 writes it
+        if self.context.is_main:
+            with atomic_path(self.out / STATE_FILE) as tmp:
+                torch.save(state, tmp)
 
     def _load_state(self) -> None:
         state = torch.load(self.out / STATE_FILE, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        ranks = state.get("torch_rng_ranks") or []
+        if not self.context.enabled:
+            torch.set_rng_state(state["torch_rng"])
+        elif len(ranks) == self.context.world_size:
+            torch.set_rng_state(ranks[self.context.rank])
+        # else: resumed on another number of processes, this rank keeps its fresh per-rank seed
         self.best_accuracy = float(state["best_accuracy"])
         self.best_loss = float(state["best_loss"])
         self.best_epoch = int(state["best_epoch"])
@@ -210,13 +244,27 @@ class Trainer:
 
     # -- loop -------------------------------------------------------------------------------------------------
     def fit(self, resume: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None) -> list[EpochRecord]:
-        from tqdm import tqdm
-
         s = self.settings
         seed_everything(s.seed)
         self._build()
-        if resume and (self.out / STATE_FILE).exists():
+        if self.context.enabled:
+            seed_everything(s.seed + self.context.rank)  # the model starts identical; random draws differ per rank
+        has_state = resume and (self.out / STATE_FILE).exists()
+        if self.context.enabled:  # rank 0's view decides; the others read the same file (shared storage)
+            has_state = bool(self.context.broadcast([float(has_state)])[0])
+        if has_state:
             self._load_state()
+        try:
+            return self._fit(on_epoch)
+        finally:
+            if self._restore_batchnorm is not None:
+                self._restore_batchnorm()
+
+    def _fit(self, on_epoch: Callable[[EpochRecord], None] | None) -> list[EpochRecord]:
+        from tqdm import tqdm
+
+        s = self.settings
+        context = self.context
         autocast = self.device.type == "cuda" and s.bf16
         epochs_without_gain = self._epochs_since_best()
         for epoch in range(self.start_epoch, s.epochs):
@@ -229,8 +277,8 @@ class Trainer:
             started = time.perf_counter()
             loss_sum, correct, seen = 0.0, 0, 0
             bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{s.epochs}", unit="batch", leave=False,
-                       disable=not self.progress)
-            for images, labels, index in bar:
+                       disable=not self.progress or not context.is_main)
+            for step, (images, labels, index) in enumerate(bar):
                 images = normalise(images.to(self.device, non_blocking=True), self.mean, self.std)
                 labels = labels.to(self.device, non_blocking=True)
                 kwargs = {}
@@ -238,17 +286,32 @@ class Trainer:
                     kwargs["face_embedding"] = self.embeddings[index].to(self.device, non_blocking=True)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                     logits = self.step_model(images, **kwargs)
-                    loss = self.loss_fn(logits.float(), labels)
+                    if context.enabled:
+                        # this rank's share of the global batch's summed loss, times the world size: DDP's
+                        # gradient average is then the global batch mean, however the batch split
+                        n_global, own = self.batches.step_sizes(step)
+                        per_image = self.per_image_loss_fn(logits.float(), labels)[:own]
+                        loss = per_image.sum() * (context.world_size / n_global)
+                    else:
+                        loss = self.loss_fn(logits.float(), labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 self.scheduler.step()
-                loss_sum += float(loss.detach()) * len(labels)
-                correct += int((logits.argmax(1) == labels).sum())
-                seen += len(labels)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                if context.enabled:
+                    loss_sum += float(per_image.detach().sum())
+                    correct += int((logits[:own].argmax(1) == labels[:own]).sum())
+                    seen += own
+                else:
+                    loss_sum += float(loss.detach()) * len(labels)
+                    correct += int((logits.argmax(1) == labels).sum())
+                    seen += len(labels)
+                bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", acc=f"{correct / max(seen, 1):.3f}")
             train_seconds = time.perf_counter() - started
-            val_loss, val_accuracy = self.validate()
+            if context.enabled:
+                loss_sum, correct, seen = context.all_reduce_sum([loss_sum, correct, seen])
+            # rank 0 validates; every rank takes the same stopping decision from its numbers
+            val_loss, val_accuracy = context.broadcast(list(self.validate()) if context.is_main else [0.0, 0.0])
             record = EpochRecord(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1),
                                  val_loss=val_loss, val_accuracy=val_accuracy,
                                  lr=float(self.scheduler.get_last_lr()[0]), seconds=time.perf_counter() - started,
@@ -256,10 +319,11 @@ class Trainer:
             self.history.append(record)
             if (val_accuracy, -val_loss) > (self.best_accuracy, -self.best_loss):
                 self.best_accuracy, self.best_loss, self.best_epoch = val_accuracy, val_loss, epoch
-                self.save_best(self.model, {"best_epoch": epoch, "val_accuracy": val_accuracy})
+                if context.is_main:
+                    self.save_best(self.model, {"best_epoch": epoch, "val_accuracy": val_accuracy})
             epochs_without_gain = self._epochs_since_best()
             self._save_state(epoch)
-            if on_epoch:
+            if on_epoch and context.is_main:
                 on_epoch(record)
         return self.history
 

@@ -10,6 +10,9 @@ A run folder holds everything needed to inspect, resume or reuse a run:
     metrics.csv/.json   one row per epoch; training_curve.svg
     val_predictions.csv per patient (train rows carry covariates only), the format `evaluate` reads
     evaluation.json     the validation evaluation (bone status: the statistics module's; other targets: AUC etc.)
+
+Under torchrun (`distributed.py`) every rank runs `train_one`; rank 0 alone checks and writes the folder, which
+must sit on storage every machine sees (the other ranks read state.pt from it on --resume).
 """
 
 from __future__ import annotations
@@ -198,13 +201,19 @@ def train_one(data: TrainingData, *, arch: str, out: Path, settings: Any, model_
     from f2b_study.models.facenet import provenance
     from f2b_study.models.registry import create_model, get_spec, preprocessing
     from f2b_study.training.data import load_faces
+    from f2b_study.training.distributed import current
     from f2b_study.training.loop import Trainer, predict_probabilities, seed_everything, write_history
 
+    context = current()
     spec = get_spec(arch)
     request = json.loads(json.dumps({"arch": arch, "target": data.target, "settings": settings.to_json(),
                                      "model_config": model_config, "cohort_hash": data.cohort_hash}))
-    check_out_dir(out, request, resume=resume, overwrite=overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+
+    def claim_folder() -> None:
+        check_out_dir(out, request, resume=resume, overwrite=overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+
+    context.main_first(claim_folder, others=lambda: None)
     seed_everything(settings.seed)
     weights_kwargs = ({"facenet_weights": facenet_weights} if spec.family == "face2bone"
                       else {"weights": imagenet_weights})
@@ -221,11 +230,14 @@ def train_one(data: TrainingData, *, arch: str, out: Path, settings: Any, model_
            "n_patients": {s: int((data.patients["split"] == s).sum()) for s in ("train", "validation")},
            "n_images": {"train": len(train_index), "validation": len(val_index)}, "excluded": data.excluded,
            "status": "training"}
+    if context.enabled:
+        run["processes"] = context.world_size
     if resume and (out / RUN_FILE).exists():
         run["created"] = json.loads((out / RUN_FILE).read_text()).get("created", created)
-    write_text(out / RUN_FILE, json.dumps(run, indent=2))
-    write_csv(data.patients, out / "split.csv")
-    write_csv(data.preprocess, out / "preprocess.csv")
+    if context.is_main:
+        write_text(out / RUN_FILE, json.dumps(run, indent=2))
+        write_csv(data.patients, out / "split.csv")
+        write_csv(data.preprocess, out / "preprocess.csv")
 
     def save_best(trained: torch.nn.Module, info: dict[str, Any]) -> None:
         save_checkpoint(trained, out / "best", preprocessing_version=PIPELINE_VERSION, seed=settings.seed,
@@ -236,6 +248,8 @@ def train_one(data: TrainingData, *, arch: str, out: Path, settings: Any, model_
                       train_index=train_index, val_index=val_index, mean=pre["mean"], std=pre["std"],
                       settings=settings, out=out, save_best=save_best, progress=progress)
     history = trainer.fit(resume=resume, on_epoch=lambda record: write_history(trainer.history, out))
+    if not context.is_main:
+        return run
     write_history(history, out)
     curve_figure(history, out / "training_curve.svg", title=f"{arch} · {data.target}")
 
