@@ -25,11 +25,11 @@ from f2b_study.cohort.label import label
 from f2b_study.cohort.schema import ROW, Cohort, load_cohort
 from f2b_study.config import CohortConfig, load_config
 from f2b_study.errors import InputError
+from f2b_study.faces.cache import DEFAULT_CACHE
 from f2b_study.tables import write_csv
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path(".f2b-cache") / "faces"
 
 
 def load_centres(sources: list[str | Path | CohortConfig], *, require_dxa: bool = True) -> list[Cohort]:

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from f2b_study.commands._common import add_command, print_json
-
-DEFAULT_CACHE = Path(".f2b-cache") / "faces"
+from f2b_study.faces.cache import DEFAULT_CACHE
 
 
 def register(sub: Any) -> None:

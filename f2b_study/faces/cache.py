@@ -28,6 +28,9 @@ from f2b_study.atomic import atomic_path
 from f2b_study.faces.standardise import SIZE, expand_face, to_frame
 from f2b_study.faces.version import PIPELINE_VERSION
 
+# The cache `train`, `screen`, `explain` and `study` share by default (relative to the working directory).
+DEFAULT_CACHE = Path(".f2b-cache") / "faces"
+
 
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
