@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
         "records; SIMULATED bone labels): label, Table 1, face standardisation, a small fast Face2Bone "
         "configuration trained on the CPU (see [train] in cohorts/demo.toml), screening of the validation split, "
         "evaluation per centre and pooled, explanations, and the STARD report in reports/demo/report.html.",
-        examples="  f2b-study demo\n  f2b-study demo --out /tmp/demo --json\n  f2b-study demo --epochs 5\n")
+        examples="  f2b-study demo\n  f2b-study demo --out reports/demo-copy --json\n  f2b-study demo --epochs 5\n")
     parser.add_argument("--out", type=Path, default=Path("reports") / "demo", help="output folder")
     add_run_options(parser)
     parser.set_defaults(func=run)

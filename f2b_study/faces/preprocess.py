@@ -103,15 +103,17 @@ def preprocess_photos(photos: pl.DataFrame, out_dir: str | Path, *, cache_dir: s
     cache_dir = (Path(cache_dir) if cache_dir is not None else out_dir / "cache").resolve()
     thresholds = thresholds or QCThresholds()
     paths = list(dict.fromkeys(photos["path"].to_list()))  # the same file twice is processed once
-    metas: dict[str, dict[str, Any]] = {}
+    # keep each photo's row values, not its whole cache metadata (landmarks, blendshapes, detections): memory
+    # then stays small per photo, so a cohort of 100k photos costs tens of MB, not hundreds
+    values: dict[str, tuple[Any, ...]] = {}
     computed = 0
     with tqdm(total=len(paths), desc="preprocess", unit="photo", file=sys.stderr, dynamic_ncols=True,
               disable=None if progress is None else not progress) as bar:
         for index, meta, was_computed in iter_processed(paths, cache_dir, workers):
-            metas[paths[index]] = meta
+            values[paths[index]] = photo_row("", "", meta, thresholds)[2:]
             computed += was_computed
             bar.update(1)
-    rows = [photo_row(photo, patient, metas[path], thresholds)
+    rows = [(photo, patient, *values[path])
             for patient, photo, path in photos.select("patient_id", "photo", "path").iter_rows()]
     frame = pl.DataFrame(rows, schema=SCHEMA, orient="row")
     from f2b_study.tables import write_csv
