@@ -192,7 +192,9 @@ def test_patient_whose_photos_all_fail_is_left_out_with_a_reason(tmp_path: Path,
     cohort = make_mini_cohort(tmp_path / "c", per_class=5)
     first = pl.read_csv(cohort)["patient_id"][0]
     (tmp_path / "c" / f"{first}.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "c" / "stranger.jpg").write_bytes(b"x")
     data = prepare([cohort], photos=None, target="bone_status", run_dir=tmp_path / "run", cache_dir=face_cache)
+    assert (tmp_path / "run" / "photos.log").read_text() == "[cohort] photo that matches no patient: stranger.jpg\n"
     assert first not in data.patients["patient_id"].to_list()
     assert data.excluded["no usable photo"] >= 1
     row = data.preprocess.filter(pl.col("patient_id") == first)

@@ -233,16 +233,6 @@ def load_explained_faces(face_paths: Sequence[str], size: int, progress: bool = 
 
 # -- the analysis -----------------------------------------------------------------------------------------------
 
-def _device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError.at("--device", value=name, expected="auto or cpu (no CUDA device here)")
-    return torch.device(name)
-
-
 def shapley_frame(images: pl.DataFrame, shap: Any, classes: Sequence[str], baseline: str) -> pl.DataFrame:
     """region_shapley.csv: one row per image (the baseline and the explained output repeated on every row, so the
     file describes itself)."""
@@ -301,7 +291,9 @@ def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings:
     if images.height == 0:
         raise InputError("no faces to explain: the cohort has no eligible patient with a usable photo in the "
                          f"'{settings.split}' split (--split all uses every patient)")
-    device = _device(settings.device)
+    from f2b_study.training.loop import pick_device
+
+    device = pick_device(settings.device)
     model = model.to(device).eval()
     pre = preprocessing(model)
     size, mean, std = pre["input_size"], pre["mean"], pre["std"]

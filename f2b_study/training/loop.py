@@ -81,9 +81,19 @@ class EpochRecord:
 
 
 def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else the CPU; asking for CUDA on a machine without it is an input error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from f2b_study.errors import InputError
+
+        raise InputError.at("--device", value=name, expected="auto or cpu (no CUDA device here)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        from f2b_study.errors import InputError
+
+        raise InputError.at("--device", value=name, expected="auto, cpu or cuda[:N]") from None
 
 
 def seed_everything(seed: int) -> None:

@@ -59,10 +59,10 @@ class TrainingData:
     sources: list[str]
 
 
-def labelled_with_photos(sources: Sequence[Any], photos: Path | None, target: str) -> tuple[pl.DataFrame,
-                                                                                            pl.DataFrame,
-                                                                                            dict[str, int]]:
-    """Labelled rows usable for ``target`` and their joined photos (all centres)."""
+def labelled_with_photos(sources: Sequence[Any], photos: Path | None, target: str, log: list[str] | None = None
+                         ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """Labelled rows usable for ``target`` and their joined photos (all centres). ``log`` receives the photo
+    join's listing (photos that match no patient of the cohort, patients without photos)."""
     from f2b_study.cohort.label import label
     from f2b_study.cohort.photos import join_photos
     from f2b_study.study import load_centres
@@ -88,10 +88,13 @@ def labelled_with_photos(sources: Sequence[Any], photos: Path | None, target: st
                 excluded[f"no {target} value"] = missing
             usable = labelled.filter(pl.col(target).is_not_null())
         root = photos if photos is not None else cohort.config.default_photos
-        joined = join_photos(usable, root, table=cohort.config.table)
+        # join every row, so that an excluded patient's photos are not listed as matching no patient
+        joined = join_photos(labelled, root, table=cohort.config.table)
+        if log is not None:
+            log.extend(f"[{cohort.name}] {line}" for line in joined.log_lines())
         keep = [c for c in ("patient_id", target, "bone_status", "split", *COVARIATES) if c in usable.columns]
         rows.append(usable.select(list(dict.fromkeys(keep))).with_columns(pl.col(target).cast(pl.String)))
-        photo_frames.append(joined.photos)
+        photo_frames.append(joined.photos.filter(pl.col("patient_id").is_in(usable["patient_id"].implode())))
     return pl.concat(rows, how="diagonal_relaxed"), pl.concat(photo_frames), excluded
 
 
@@ -102,7 +105,9 @@ def prepare(sources: Sequence[Any], *, photos: Path | None, target: str, run_dir
     from f2b_study.faces.qc import QCThresholds
     from f2b_study.training.split import patient_split
 
-    patients, photo_rows, excluded = labelled_with_photos(sources, photos, target)
+    join_log: list[str] = []
+    patients, photo_rows, excluded = labelled_with_photos(sources, photos, target, join_log)
+    write_text(run_dir / "photos.log", "".join(f"{line}\n" for line in join_log))
     thresholds = QCThresholds.from_mapping(qc) if qc else None
     result = preprocess_photos(photo_rows, run_dir, cache_dir=cache_dir, workers=workers, thresholds=thresholds)
     ok = result.frame.filter(pl.col("status") == "ok").select("patient_id", "photo", "face_path", "content_hash")
@@ -265,9 +270,8 @@ def train_one(data: TrainingData, *, arch: str, out: Path, settings: Any, model_
     write_csv(predictions["patients"], out / "val_predictions.csv")
     evaluation = evaluate_validation(predictions["patients"], data)
     write_text(out / "evaluation.json", json.dumps(evaluation, indent=1, allow_nan=False))
-    best_epoch = max(history, key=lambda r: r.val_accuracy) if history else None
     run.update(status="finished", epochs_run=len(history), best_epoch=trainer.best_epoch,
-               best_val_accuracy=trainer.best_accuracy if best_epoch else None,
+               best_val_accuracy=trainer.best_accuracy if trainer.best_epoch >= 0 else None,
                stopped_early=len(history) < settings.epochs, summary=evaluation.get("summary", {}))
     write_text(out / RUN_FILE, json.dumps(run, indent=2))
     return run
