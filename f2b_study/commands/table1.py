@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
     if source.suffix.lower() == ".toml":
         from f2b_study.cohort.label import label
         from f2b_study.cohort.schema import ROW, load_cohort
+        from f2b_study.config import load_study
 
-        frame = label(load_cohort(source)).drop(ROW)
+        frame = label(load_cohort(load_study([source]).centres[0])).drop(ROW)
     else:
         frame = read_table(source)
     if args.by not in frame.columns:
@@ -61,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     result = table1(frame, args.by, variables)
     result.notes = notes + result.notes
     if args.out:
-        write_table1(result, args.out, source)
+        from f2b_study.report.table1 import write_table1
+
+        write_table1(result, args.out, f"Table 1 by {result.by} ({source.name})")
     if args.json:
         print_json(result.to_json())
     else:
@@ -70,33 +73,6 @@ def run(args: argparse.Namespace) -> int:
         for note in result.notes:
             print(f"note: {note}")
     return 0
-
-
-def write_table1(result: Any, out: Path, source: Path) -> None:
-    import polars as pl
-
-    from f2b_study.atomic import write_text
-    from f2b_study.errors import InputError
-    from f2b_study.stats.table1 import to_html, to_records
-    from f2b_study.tables import write_csv
-
-    if out.suffix.lower() == ".csv":
-        write_csv(pl.DataFrame(to_records(result)), out)
-    elif out.suffix.lower() in {".html", ".htm"}:
-        title = f"Table 1 by {result.by}"
-        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
-                f"<style>{TABLE_CSS}</style></head><body>{to_html(result, f'{title} ({source.name})')}</body></html>")
-        write_text(out, page)
-    else:
-        raise InputError.at(out, expected="an output file ending in .csv or .html", show_value=False)
-
-
-TABLE_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em}
-table.table1{border-collapse:collapse;font-size:14px}
-.table1 th,.table1 td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
-.table1 td.level{padding-left:2em}.table1 td.test{color:#555;font-size:12px}.n{font-weight:normal;color:#555}
-"""
 
 
 def format_text(records: list[dict[str, str]]) -> str:

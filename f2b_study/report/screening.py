@@ -66,3 +66,13 @@ def render_screening_report(patients: pl.DataFrame, images: pl.DataFrame, summar
         "facenet": facenet,
     }
     return environment.get_template(TEMPLATE).render(**context)
+
+
+def write_screening_report(result: Any, out: Path, title: str | None = None) -> Path:
+    """``out/screening_report.html`` for a screening result (its patients, images and summary)."""
+    from f2b_study.atomic import write_text
+
+    path = out / "screening_report.html"
+    write_text(path, render_screening_report(result.patients, result.images, result.summary, title=title))
+    result.files["report"] = path
+    return path

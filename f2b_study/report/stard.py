@@ -358,9 +358,9 @@ def _figures(study: StudyReportInput) -> dict[str, str]:
 # -- rendering -------------------------------------------------------------------------------------------------------
 
 def build_context(study: StudyReportInput) -> dict[str, Any]:
-    from f2b_study.cohort.label import METHODS_TEXT
-    from f2b_study.config import LabelRules
+    from f2b_study.cohort.centre import LabelRules
     from f2b_study.report.checklist import checklist
+    from f2b_study.report.methods import labelling_text
     from f2b_study.stats.table1 import OVERALL, to_records
 
     ev = study.evaluation
@@ -392,7 +392,7 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
                          "tables": section.tables,
                          "hidden_note": "Figures with faces are left out (the report was built without "
                                         "--include-faces)." if hidden else ""})
-    labelling = study.methods_labelling or METHODS_TEXT.format(men_min_age=LabelRules().men_min_age)
+    labelling = study.methods_labelling or labelling_text([("", LabelRules())])
     undefined = sorted(ev.get("notes", {}).items())
     return {
         "title": study.title,
