@@ -80,6 +80,18 @@ class CohortPhotos:
         ids = patient_ids if isinstance(patient_ids, pl.Series) else pl.Series(list(patient_ids), dtype=pl.String)
         return self.photos.filter(pl.col("patient_id").is_in(ids.implode()))
 
+    def with_target(self, target: str) -> CohortPhotos:
+        """The same cohort (rows, photos, flow: nothing relabelled or joined again) with ``target``'s patients:
+        every row with a value, whatever its eligibility (e.g. sex, a label faces really carry)."""
+        if target not in self.rows.columns:
+            raise InputError(f"the cohort has no '{target}' column to learn")
+        missing = self.rows.filter(pl.col(target).is_null()).height
+        keep = [c for c in ("patient_id", target, "bone_status", "split", *COVARIATES) if c in self.rows.columns]
+        patients = (self.rows.filter(pl.col(target).is_not_null()).select(list(dict.fromkeys(keep)))
+                    .with_columns(pl.col(target).cast(pl.String)))
+        return dataclasses.replace(self, target=target, patients=patients,
+                                   excluded={f"no {target} value": missing} if missing else {})
+
     def unmatched_photos(self) -> int:
         return sum(1 for line in self.join_log if "matches no patient" in line)
 

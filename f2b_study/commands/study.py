@@ -66,7 +66,7 @@ def report_result(result: Any, args: argparse.Namespace, note: str | None = None
     for message in result.warnings:
         warn(args.command, message)
     if args.json:
-        print_json({"flow": result.flow.to_dict(), "timings_s": result.timings,
+        print_json({"flow": result.flow.to_dict(), "timings_s": result.timings, "pipeline_check": result.pipeline_check,
                     "files": {k: str(v) for k, v in result.files.items()}, "note": note})
         return 0
     flow = result.flow
@@ -77,6 +77,12 @@ def report_result(result: Any, args: argparse.Namespace, note: str | None = None
         auc = overall.get("auc_macro_ovr")
         print(f"validation: accuracy {overall.get('accuracy', 0):.3f}, macro AUC "
               f"{auc if auc is None else f'{auc:.3f}'}, kappa {overall.get('kappa', 0):.3f}")
+    check = result.pipeline_check
+    if check and check.get("auc") is not None:
+        low, high = check["auc_ci"]
+        print(f"pipeline check ({check['target']}, a label faces really carry): held-out AUC {check['auc']:.3f} "
+              f"(95% CI {low:.3f} to {high:.3f}), accuracy {check['accuracy']:.3f}, "
+              f"{check['n_patients']['validation']} patients")
     stages = ", ".join(f"{k} {v:.0f}" for k, v in result.timings.items())
     print(f"time: {sum(result.timings.values()):.0f} s ({stages})")
     print(f"report: {result.files['report']}")

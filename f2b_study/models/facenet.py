@@ -103,8 +103,7 @@ class FaceNetBranch(nn.Module):
     def load_weights(self, source: str | Path | None) -> dict[str, Any]:
         """Load VGGFace2 weights from `source` (see module docstring) and return their provenance record."""
         if source is None:
-            warnings.warn(RANDOM_INIT_WARNING, UserWarning, stacklevel=4)
-            log.warning(RANDOM_INIT_WARNING)
+            warnings.warn(RANDOM_INIT_WARNING, UserWarning, stacklevel=4)  # the CLI shows it once, as one line
             return {"source": "random-init", "warning": RANDOM_INIT_WARNING}
         record: dict[str, Any]
         if source == "vggface2":

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -262,6 +263,11 @@ class Trainer:
                                  lr=float(self.scheduler.get_last_lr()[0]), seconds=time.perf_counter() - started,
                                  images_per_second=seen / train_seconds if train_seconds else float("nan"))
             self.history.append(record)
+            if self.progress and context.is_main:  # the bar goes; one line per epoch stays on screen
+                best = " *" if (val_accuracy, -val_loss) > (self.best_accuracy, -self.best_loss) else ""
+                tqdm.write(f"epoch {epoch + 1:>3}/{s.epochs}  train loss {record.train_loss:.3f} acc "
+                           f"{record.train_accuracy:.3f} | validation loss {val_loss:.3f} acc {val_accuracy:.3f}"
+                           f"{best}  ({record.seconds:.1f} s)", file=sys.stderr)
             if (val_accuracy, -val_loss) > (self.best_accuracy, -self.best_loss):
                 self.best_accuracy, self.best_loss, self.best_epoch = val_accuracy, val_loss, epoch
                 if context.is_main:
