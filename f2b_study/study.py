@@ -259,6 +259,6 @@ def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: 
         explanations=sections,
         simulated_labels=study.report.simulated_labels,
         include_faces=study.report.include_faces,
-        pseudonym_key=study_key(target.parent),
+        pseudonym_key=study_key(study.name, key_file=study.privacy.key_file, outputs=target.parent),
     )
     write_stard_report(report, target)

@@ -13,8 +13,10 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_face_cache(tmp_path_factory) -> None:
-    """Commands run without --cache use a cache of the test session's own, never the repository's."""
+    """Commands run without --cache use a cache of the test session's own, never the repository's; pseudonym
+    keys go to a key store of the session's own, never the user's."""
     os.environ["F2B_CACHE"] = str(tmp_path_factory.mktemp("default-face-cache"))
+    os.environ["F2B_KEY_STORE"] = str(tmp_path_factory.mktemp("key-store"))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

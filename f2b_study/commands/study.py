@@ -41,11 +41,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-faces", action="store_const", const=True,
                         help="allow face images in the private outputs")
     parser.add_argument("--cache", type=Path, help="face cache folder (default .f2b-cache/faces)")
+    parser.add_argument("--key-file", help="the study's pseudonym key (share one file between the centres of a "
+                        "study; default: the key store, ~/.config/f2b-study/keys)")
     parser.add_argument("--json", action="store_true", help="print the flow, timings and files as JSON")
 
 
 FLAGS = {"arch": "train.arch", "epochs": "train.epochs", "facenet_weights": "train.facenet_weights",
-         "bootstrap": "report.bootstrap", "explain": "explain.enabled", "include_faces": "report.include_faces"}
+         "bootstrap": "report.bootstrap", "explain": "explain.enabled", "include_faces": "report.include_faces",
+         "key_file": "privacy.key_file"}
 
 
 def run_chain(configs: list[Path | str], args: argparse.Namespace) -> Any:
