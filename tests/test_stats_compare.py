@@ -89,9 +89,9 @@ def test_align_reorders_by_patient_and_refuses_mismatches():
     _, y, probas = align([a, b])
     assert np.array_equal(y, a.y)
     assert np.allclose(probas[1], other.select("p_normal", "p_osteopenia", "p_osteoporosis").to_numpy())
-    wrong = predictions_from_frame(_frame(ids, ["normal"] + classes[1:], 1), source="c.csv")
+    wrong = predictions_from_frame(_frame(ids, ["normal", *classes[1:]], 1), source="c.csv")
     with pytest.raises(InputError, match=r"c\.csv, row 2, column 'bone_status': value 'normal': expected "
                        r"'osteopenia' for patient P0 as in a\.csv \(1 patient\(s\) differ\)"):
-        align([predictions_from_frame(_frame(ids, ["osteopenia"] + classes[1:], 0), source="a.csv"), wrong])
+        align([predictions_from_frame(_frame(ids, ["osteopenia", *classes[1:]], 0), source="a.csv"), wrong])
     with pytest.raises(InputError, match=r"d\.csv.*1 of a\.csv's patients missing \(e\.g\. P5\)"):
         align([a, predictions_from_frame(_frame(ids[:5], classes[:5], 1), source="d.csv")])
