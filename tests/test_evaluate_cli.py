@@ -83,6 +83,8 @@ def test_json_shape_exact_and_nan_free(evaluated, capsys):
     # the file on disk is the same document; the report and the comparators are written beside it
     assert no_nan((out / "r" / "evaluation.json").read_text()) == doc
     assert (out / "r" / "report.html").exists()
+    for figure in ("decision_curves.svg", "calibration_curves.svg"):
+        assert (out / "r" / figure).read_text().startswith("<svg")
     comparators = no_nan((out / "r" / "comparators.json").read_text())
     assert set(comparators) == {"osta", "clinical_logit"}
     assert comparators["clinical_logit"]["evaluation"]["n"] == doc["n"]

@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
         "calibration intercept and slope, sensitivity/specificity/PPV/NPV with Wilson CIs, screening operating "
         "points, weighted kappa and tests of subgroup differences. Rows with "
         "split = train are not evaluated; they fit the comparator. Writes OUT/evaluation.json, "
-        "OUT/comparators.json and OUT/report.html (STARD-style, what a predictions file can fill). With "
+        "OUT/comparators.json, OUT/decision_curves.svg, OUT/calibration_curves.svg and OUT/report.html "
+        "(STARD-style, what a predictions file can fill). With "
         "--compare, also compares the models on the same patients: OUT/comparison.json, comparison.csv and "
         "comparison.svg (paired DeLong tests per class and macro, difference in net benefit).",
         examples="  f2b-study evaluate reports/demo/predictions.csv --out reports/demo\n"
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         write_text(args.out / "evaluation.json", _dumps(document))
         write_text(args.out / "comparators.json", _dumps(comparators_document(full)))
+        step("figures")
+        write_clinical_figures(args.out, full, document)
         comparison = None
         if others:
             step("model comparison")
@@ -113,6 +116,25 @@ def run(args: argparse.Namespace) -> int:
         if comparison:
             print(comparison_summary(comparison, args.out))
     return 0
+
+
+def write_clinical_figures(out: Path, full: dict[str, Any], document: dict[str, Any]) -> None:
+    """decision_curves.svg (index test, comparators, refer-all/none) and calibration_curves.svg (spline curves with
+    bootstrap bands over the reliability bins)."""
+    from f2b_study import CLASSES
+    from f2b_study.atomic import write_text
+    from f2b_study.report.clinical_figures import decision_curves_svg, flexible_calibration_svg
+
+    labels = {"osta": "OSTA (fixed rule)", "clinical_logit": "Clinical model (age, sex, BMI)"}
+    models = {"Index test (face model)": document["decision_curves"]}
+    models.update({labels.get(k, k): v for k, v in document["decision_curves_comparators"].items() if v})
+    figures = {"decision_curves.svg": decision_curves_svg(models, "dc"),
+               "calibration_curves.svg": flexible_calibration_svg(
+                   full.get("curves", {}).get("flexible_calibration", {}), CLASSES, "fc",
+                   reliability=full.get("curves", {}).get("reliability"), per_class=document["per_class"])}
+    for name, svg in figures.items():
+        if svg:
+            write_text(out / name, svg + "\n")
 
 
 def parse_thresholds(items: list[str]) -> dict[str, float]:
@@ -249,8 +271,19 @@ def summary(document: dict[str, Any], out: Path, report: bool) -> str:
              f"kappa {f(o['kappa'])}{c('kappa')}",
              f"  F1 macro {f(o['f1_macro'])}  F1 weighted {f(o['f1_weighted'])}  ECE {f(o['ece'])}  "
              f"Brier {f(o['brier'])}"]
+    lines.append(f"  weighted kappa linear {f(o['kappa_linear'])}{c('kappa_linear')}  quadratic "
+                 f"{f(o['kappa_quadratic'])}{c('kappa_quadratic')}")
     for name, pc in document["per_class"].items():
-        lines.append(f"  {name:<13} recall {f(pc['recall'])}  precision {f(pc['precision'])}  AUC {f(pc['auc'])}")
+        lines.append(f"  {name:<13} recall {f(pc['recall'])}  precision {f(pc['precision'])}  AUC {f(pc['auc'])}  "
+                     f"calibration slope {f(pc['calibration_slope'])}")
+    for decision, points in document["operating_points"].items():
+        for point in points or []:
+            basis = point["basis"] if point["target_sensitivity"] is None else \
+                f"{point['basis']}, sensitivity ≥ {point['target_sensitivity']:.2f}"
+            lines.append(f"  refer for {decision.replace('_', ' ')} at p ≥ {point['threshold']:.3g} ({basis}): "
+                         f"{point['referrals_per_1000']:.0f} DXA referrals and {point['missed_per_1000']:.0f} missed "
+                         f"cases per 1,000, specificity {f(point['specificity'])}")
     if document["notes"]:
-        lines.append(f"  {len(document['notes'])} note(s) on undefined values: see evaluation.json 'notes'")
+        lines.append(f"  {len(document['notes'])} note(s) (why a value is null, how it was computed): see "
+                     "evaluation.json 'notes'")
     return "\n".join(lines)
