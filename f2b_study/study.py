@@ -212,13 +212,19 @@ def _evaluate(predictions: pl.DataFrame, study: StudyConfig) -> tuple[dict[str, 
 
     report = study.report
     by = report.subgroups
+    screening = study.screening
+    prespecified = {name: value for name, value in (("osteoporosis", screening.osteoporosis_threshold),
+                                                    ("low_bone_mass", screening.low_bone_mass_threshold))
+                    if value is not None}
     centres = predictions["center"].drop_nulls().unique().sort().to_list() if "center" in predictions.columns else []
     if len(centres) > 1:
         per_centre = {c: predictions.filter(pl.col("center") == c) for c in centres}
-        multicentre = multicentre_summary(per_centre, by=by, replicates=report.bootstrap, seed=report.bootstrap_seed)
+        multicentre = multicentre_summary(per_centre, by=by, replicates=report.bootstrap, seed=report.bootstrap_seed,
+                                          prespecified=prespecified)
         return multicentre["pooled"], multicentre
     ps = predictions_from_frame(predictions, "study predictions")
-    return evaluate_predictions(ps, by=by, replicates=report.bootstrap, seed=report.bootstrap_seed), None
+    return evaluate_predictions(ps, by=by, replicates=report.bootstrap, seed=report.bootstrap_seed,
+                                prespecified=prespecified), None
 
 
 def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: Any, run: Any, checkpoint: Any,

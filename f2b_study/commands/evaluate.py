@@ -41,9 +41,14 @@ def register(sub: Any) -> None:
                         f"{DEFAULT_BY} present; '' for none)")
     parser.add_argument("--train", type=Path, help="training patients (patient_id, bone_status, age_years, sex, "
                         "bmi or height/weight) to fit the clinical comparator; replaces the file's split = train rows")
+    parser.add_argument("--config", type=Path, help="the study's cohort config (.toml): its [report] (bootstrap, seed, "
+                        "title, simulated labels), [screening] (pre-specified thresholds) and [privacy] (the "
+                        "pseudonym key) apply; flags override them")
     parser.add_argument("--bootstrap", type=int, default=None, metavar="B",
                         help="bootstrap replicates (default 2000; 0 = none)")
     parser.add_argument("--seed", type=int, default=None, help="bootstrap seed (default 42)")
+    parser.add_argument("--key-file", help="the study's pseudonym key (default: the key store's key of the study "
+                        "named by --config, else of the predictions file's folder)")
     parser.add_argument("--compare", type=Path, nargs="+", metavar="B.csv",
                         help="other models' predictions on the same patients: compared with the first file")
     parser.add_argument("--threshold", action="append", default=[], metavar="DECISION=T",
@@ -51,7 +56,7 @@ def register(sub: Any) -> None:
                         "reported as a pre-specified operating point")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--title", help="report title")
-    parser.add_argument("--simulated-labels", action="store_true",
+    parser.add_argument("--simulated-labels", action="store_const", const=True,
                         help="the labels are simulated (the demo): the report says so in a banner")
     parser.set_defaults(func=run)
 
@@ -61,15 +66,15 @@ def run(args: argparse.Namespace) -> int:
 
     from f2b_study.atomic import write_text
     from f2b_study.errors import InputError
-    from f2b_study.stats.bootstrap import REPLICATES, SEED
     from f2b_study.stats.evaluation import evaluate_predictions, subgroup_values, to_document
     from f2b_study.stats.predictions import read_predictions, read_training_rows
 
-    replicates = REPLICATES if args.bootstrap is None else args.bootstrap
-    if replicates < 0:
-        raise InputError.at("--bootstrap", value=replicates, expected="0 or more replicates")
-    seed = SEED if args.seed is None else args.seed
-    prespecified = parse_thresholds(args.threshold)
+    study = resolve_settings(args)
+    replicates, seed = study.report.bootstrap, study.report.bootstrap_seed
+    prespecified = {name: value for name, value in (("osteoporosis", study.screening.osteoporosis_threshold),
+                                                    ("low_bone_mass", study.screening.low_bone_mass_threshold))
+                    if value is not None}
+    prespecified.update(parse_thresholds(args.threshold))
     ps = read_predictions(args.predictions)
     others = [read_predictions(path) for path in args.compare or []]
     if others:
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                                           seed)
         if not args.no_report:
             step("report")
-            write_text(args.out / "report.html", build_report(args, ps, full))
+            write_text(args.out / "report.html", build_report(args, study, ps, full))
     if args.json:
         print_json(document)
     else:
@@ -209,7 +214,21 @@ def comparators_document(full: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_report(args: argparse.Namespace, ps: Any, full: dict[str, Any]) -> str:
+def resolve_settings(args: argparse.Namespace) -> Any:
+    """The study's [report], [screening] and [privacy] from --config (or the defaults), with the flags over them;
+    the study's name keys its pseudonyms."""
+    from f2b_study.config import load_study
+
+    flags = {"report": {"bootstrap": args.bootstrap, "bootstrap_seed": args.seed, "title": args.title,
+                        "simulated_labels": args.simulated_labels},
+             "privacy": {"key_file": args.key_file}}
+    if args.config is not None:
+        return load_study([args.config], flags)
+    # no config: a study of the predictions file alone, named after its folder (reports/NAME/predictions.csv)
+    return load_study([args.predictions], flags)
+
+
+def build_report(args: argparse.Namespace, study: Any, ps: Any, full: dict[str, Any]) -> str:
     import polars as pl
 
     from f2b_study import CLASSES
@@ -242,12 +261,13 @@ def build_report(args: argparse.Namespace, ps: Any, full: dict[str, Any]) -> str
                     labels={"enrolled": "Rows in the predictions file", "excluded": "Left out",
                             "eligible": "WHO class and prediction"})
     study = StudyReportInput(
-        title=args.title or f"Diagnostic accuracy of {args.predictions.name}",
+        title=study.report.title or f"Diagnostic accuracy of {args.predictions.name}",
         evaluation=full,
         flow=flow,
         table1=blocks,
-        simulated_labels=args.simulated_labels,
-        pseudonym_key=study_key(args.out),
+        simulated_labels=study.report.simulated_labels,
+        pseudonym_key=study_key(study.name if args.config else args.predictions.resolve().parent.name,
+                                key_file=study.privacy.key_file, outputs=args.out),
         source_note=f"Evaluated from the predictions file {args.predictions.name} by f2b-study evaluate: the "
                     "participant flow before prediction and the model's provenance are not in such a file.",
     )
