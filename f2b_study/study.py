@@ -176,7 +176,7 @@ def _screen_validation(cohort: CohortPhotos, faces: FaceTable, data: Any, run: A
 
     validation_ids = data.patients.filter(pl.col("split") == "validation")["patient_id"]
     screened = screen(cohort, faces.subset(validation_ids), checkpoint, out=out,
-                      probabilities=run.validation_images, patient_ids=validation_ids)
+                      probabilities=run.validation_images, patient_ids=validation_ids, thresholds=study.screening)
     write_screening_report(screened, out, study.report.title)
     return screened
 

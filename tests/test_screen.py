@@ -165,3 +165,19 @@ def test_cpu_and_cuda_give_the_same_classes(trained: Path, mini_cohort: Path, fa
     cpu = screen_cohort([mini_cohort], trained / "best", tmp_path / "cpu", face_cache, device="cpu")
     gpu = screen_cohort([mini_cohort], trained / "best", tmp_path / "gpu", face_cache, device="cuda")
     assert cpu.patients["predicted"].to_list() == gpu.patients["predicted"].to_list()
+
+
+def test_prespecified_thresholds_decide_the_pathway() -> None:
+    from f2b_study.inference.settings import ScreeningSettings
+
+    cohort = pl.DataFrame({"patient_id": ["a", "b", "c"]})
+    images = pl.DataFrame({
+        "patient_id": ["a", "b", "c"], "photo": ["a1", "b1", "c1"],
+        "p_normal": [0.70, 0.50, 0.9], "p_osteopenia": [0.05, 0.45, 0.05], "p_osteoporosis": [0.25, 0.05, 0.05],
+        "predicted": ["normal", "normal", "normal"], "qc_status": ["ok"] * 3, "qc_reason": [None] * 3})
+    by_class = patient_table(cohort, images)
+    assert by_class["recommendation"].to_list() == [PATHWAY["normal"]] * 3
+    rules = ScreeningSettings(osteoporosis_threshold=0.2, low_bone_mass_threshold=0.4)
+    table = patient_table(cohort, images, rules)
+    assert table["recommendation"].to_list() == [PATHWAY["osteoporosis"], PATHWAY["osteopenia"], PATHWAY["normal"]]
+    assert table["pathway_rule"][0] == "p_osteoporosis ≥ 0.2 (pre-specified)"

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         faces = standardise(cohort.photos, qc=study.qc, cache_dir=cache, workers=args.preprocess_workers)
         probabilities = None
     result = screen(cohort, faces, checkpoint, out=out, device=args.device, batch_size=settings.batch_size,
-                    workers=args.workers, bf16=settings.bf16, parquet=args.parquet, probabilities=probabilities)
+                    workers=args.workers, bf16=settings.bf16, parquet=args.parquet, probabilities=probabilities,
+                    thresholds=settings)
     write_screening_report(result, out, study.report.title)
     if args.json:
         print_json({**result.summary, "files": {k: str(v) for k, v in result.files.items()}})

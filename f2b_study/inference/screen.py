@@ -28,7 +28,7 @@ from f2b_study.atomic import atomic_path, write_text
 from f2b_study.cohort.cohort_photos import CohortPhotos
 from f2b_study.errors import InputError
 from f2b_study.faces.table import FaceTable
-from f2b_study.inference.pathway import recommendation
+from f2b_study.inference.pathway import pathway_class, recommendation
 from f2b_study.inference.ray_engine import SHARDS_DIR as RAY_SHARDS_DIR  # Ray itself is imported only when used
 from f2b_study.tables import write_csv
 
@@ -70,11 +70,11 @@ def check_checkpoint(checkpoint: Any) -> dict[str, Any]:
 def screen(cohort: CohortPhotos, faces: FaceTable, checkpoint: Any, *, out: Path, device: str = "auto",
            batch_size: int | None = None, workers: int | None = None, bf16: bool = True, parquet: bool = False,
            progress: bool | None = None, probabilities: pl.DataFrame | None = None,
-           patient_ids: pl.Series | None = None) -> ScreenResult:
+           patient_ids: pl.Series | None = None, thresholds: Any = None) -> ScreenResult:
     """Predictions for every patient of the cohort (or of ``patient_ids``) from ``faces``, the face table of their
     photos; writes predictions_images.csv, predictions.csv, preprocess.csv, screen.json and screen.log under
     ``out``. ``probabilities``: per-image p_<class> already computed (patient_id, photo, p_...): nothing is scored
-    again."""
+    again. ``thresholds``: the study's `ScreeningSettings`; pre-specified thresholds there decide the pathway."""
     sidecar = check_checkpoint(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     qc = faces.frame.select("patient_id", "photo", "status", "reason", "face_path", "content_hash")
@@ -91,7 +91,7 @@ def screen(cohort: CohortPhotos, faces: FaceTable, checkpoint: Any, *, out: Path
     cohort_rows = (cohort.rows if patient_ids is None
                    else cohort.rows.filter(pl.col("patient_id").is_in(patient_ids.implode())))
     images = image_table(qc, ok, scores)
-    per_patient = patient_table(cohort_rows, images)
+    per_patient = patient_table(cohort_rows, images, thresholds)
     files = write_outputs(out, images, per_patient, parquet=parquet)
     files["preprocess"] = faces.write_csv(out / "preprocess.csv")
     summary = summarise(per_patient, images, sidecar, checkpoint.path, cohort)
@@ -149,8 +149,9 @@ def image_table(qc: pl.DataFrame, ok: pl.DataFrame, probabilities: np.ndarray) -
         "patient_id", "photo", *PROBA, "predicted", "qc_status", "qc_reason").sort("patient_id", "photo")
 
 
-def patient_table(cohort: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
-    """One row per patient: mean of the patient's image probabilities, photos used, class, pathway, reason."""
+def patient_table(cohort: pl.DataFrame, images: pl.DataFrame, thresholds: Any = None) -> pl.DataFrame:
+    """One row per patient: mean of the patient's image probabilities, photos used, class, pathway (by the
+    pre-specified thresholds of ``thresholds`` when it has them, else by the predicted class), reason."""
     from f2b_study.models.runtime import patient_means
 
     scored = images.filter(pl.col("qc_status") == "ok")
@@ -172,10 +173,16 @@ def patient_table(cohort: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
         pl.Series("predicted", predicted.tolist(), dtype=pl.String))
     reason = (pl.when(pl.col("n_photos") == 0).then(pl.lit(NO_PHOTO))
               .when(pl.col("n_photos_used") == 0).then(pl.format("no usable photo ({})", pl.col("_qc_reasons"))))
+    rules = {"osteoporosis_threshold": getattr(thresholds, "osteoporosis_threshold", None),
+             "low_bone_mass_threshold": getattr(thresholds, "low_bone_mass_threshold", None)}
+    chosen = [pathway_class(dict(zip(CLASSES, row[:-1], strict=True)), row[-1], **rules)
+              for row in table.select(*PROBA, "predicted").iter_rows()]
     table = table.with_columns(
-        pl.col("predicted").map_elements(recommendation, return_dtype=pl.String, skip_nulls=False)
-        .alias("recommendation"), reason.alias("reason")).drop("_qc_reasons")
-    first = ["patient_id", *PROBA, "predicted", "n_photos_used", "n_photos", "recommendation", "reason"]
+        pl.Series("recommendation", [recommendation(c) for c, _ in chosen], dtype=pl.String),
+        pl.Series("pathway_rule", [rule for _, rule in chosen], dtype=pl.String),
+        reason.alias("reason")).drop("_qc_reasons")
+    first = ["patient_id", *PROBA, "predicted", "n_photos_used", "n_photos", "recommendation", "pathway_rule",
+             "reason"]
     return table.select(first + [c for c in table.columns if c not in first]).sort("patient_id")
 
 
