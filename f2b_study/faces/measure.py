@@ -53,19 +53,33 @@ def _hull_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.nd
     return mask.astype(bool)
 
 
-def _inside_photo(affine: np.ndarray, photo_size: tuple[int, int], size: int) -> np.ndarray:
+def _inside_photo(affine: np.ndarray, photo_size: tuple[int, int], size: int,
+                  box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """(size, size) bool: frame pixels whose source lies inside the photo. ``affine`` maps photo pixels to
-    the SIZE frame."""
+    the SIZE frame. When ``box`` (x0, y0, x1, y1 in the ``size`` frame) maps wholly into the photo, everything
+    in it is inside and the per-pixel mapping is skipped (the common case: a face well inside its photo)."""
     width, height = photo_size
-    grid = np.arange(size, dtype=np.float64)
-    # frame pixel (size frame) -> SIZE frame (to_frame's inverse) -> photo
-    xs = (grid + 0.5) * (SIZE / size) - 0.5
     linear, shift = affine[:, :2], affine[:, 2]
     inverse = np.linalg.inv(linear)
-    gx, gy = np.meshgrid(xs, xs)
-    px = inverse[0, 0] * (gx - shift[0]) + inverse[0, 1] * (gy - shift[1])
-    py = inverse[1, 0] * (gx - shift[0]) + inverse[1, 1] * (gy - shift[1])
+
+    def to_photo(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # frame pixel (size frame) -> SIZE frame (to_frame's inverse) -> photo
+        gx, gy = (xs + 0.5) * (SIZE / size) - 0.5 - shift[0], (ys + 0.5) * (SIZE / size) - 0.5 - shift[1]
+        return inverse[0, 0] * gx + inverse[0, 1] * gy, inverse[1, 0] * gx + inverse[1, 1] * gy
+
+    if box is not None:
+        px, py = to_photo(np.array([box[0], box[2], box[0], box[2]]), np.array([box[1], box[1], box[3], box[3]]))
+        if (px >= -0.5).all() and (px <= width - 0.5).all() and (py >= -0.5).all() and (py <= height - 0.5).all():
+            return np.ones((size, size), bool)
+    grid = np.arange(size, dtype=np.float64)
+    px, py = to_photo(*np.meshgrid(grid, grid))
     return (px >= -0.5) & (px <= width - 0.5) & (py >= -0.5) & (py <= height - 0.5)
+
+
+def _percentiles(values: np.ndarray, quantiles: tuple[float, ...]) -> list[float]:
+    """Percentiles (lower values) of 0-255 integers from their histogram: faster than sorting."""
+    cumulative = np.bincount(values.astype(np.uint8), minlength=256).cumsum()
+    return [float(np.searchsorted(cumulative, q / 100 * (cumulative[-1] - 1) + 1)) for q in quantiles]
 
 
 def face_measurements(stored: np.ndarray, landmarks: np.ndarray, affine: np.ndarray,
@@ -79,7 +93,8 @@ def face_measurements(stored: np.ndarray, landmarks: np.ndarray, affine: np.ndar
     grey = cv2.resize(grey_stored, (size, size), interpolation=cv2.INTER_AREA if stored.shape[0] > size
                       else cv2.INTER_LINEAR).astype(np.float32)  # BT.601 luma, 0-255
     points = to_frame(landmarks, size)
-    valid = _inside_photo(affine, photo_size, size)
+    cx, cy, ax, ay = face_ellipse(landmarks, size)
+    valid = _inside_photo(affine, photo_size, size, (cx - ax, cy - ay, cx + ax, cy + ay))
     ellipse = _ellipse_mask(landmarks, size)
     inner = ellipse & valid
     out: dict[str, Any] = dict.fromkeys(MEASURES)
@@ -87,11 +102,11 @@ def face_measurements(stored: np.ndarray, landmarks: np.ndarray, affine: np.ndar
     face = grey[inner]
     if face.size < MIN_PIXELS:
         return out
-    p5, p50, p95 = np.percentile(face, (5, 50, 95))
+    p5, p50, p95 = _percentiles(face, (5, 50, 95))
     out["sharpness"] = (sharpness(grey, inner) if stored.shape[0] >= size
-                        else sharpness(grey_stored.astype(np.float32),
-                                       _ellipse_mask(landmarks, stored.shape[0])
-                                       & _inside_photo(affine, photo_size, stored.shape[0])))
+                        else sharpness(grey_stored.astype(np.float32), _ellipse_mask(landmarks, stored.shape[0])
+                                       & _inside_photo(affine, photo_size, stored.shape[0], tuple(
+                                           np.array([cx - ax, cy - ay, cx + ax, cy + ay]) * stored.shape[0] / size))))
     out["luma_median"] = round(float(p50), 2)
     out["contrast"] = round(float(p95 - p5), 2)
     out["clipped_fraction"] = round(float((face >= CLIP_HIGH).mean()), 4)
@@ -100,7 +115,7 @@ def face_measurements(stored: np.ndarray, landmarks: np.ndarray, affine: np.ndar
     cheeks = (_hull_mask(points, RIGHT_CHEEK, size) | _hull_mask(points, LEFT_CHEEK, size)) & valid
     if cheeks.sum() < MIN_PIXELS // 2:
         return out
-    skin = max(float(np.median(grey[cheeks])), 1.0)
+    skin = max(_percentiles(grey[cheeks], (50,))[0], 1.0)
     gradient_y = np.abs(cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))  # horizontal edges: a glasses bridge
     # the reference is the cheeks' edges in both directions: the skin's own texture and the photo's noise
     cheek_gradient = max(float(gradient_y[cheeks].mean() + np.abs(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3))[
@@ -145,7 +160,7 @@ def sharpness(grey: np.ndarray, inner: np.ndarray) -> float | None:
     mask = cv2.erode((inner & ~near_white).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     if mask.sum() < MIN_PIXELS:
         return None
-    low, high = np.percentile(grey[mask], (5, 95))
+    low, high = _percentiles(grey[mask], (5, 95))
     laplacian = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)[mask]
     return round(float(laplacian.std() / max(high - low, 8.0) * 100), 2)
 
