@@ -74,6 +74,7 @@ def render_qc_review(frame: pl.DataFrame, paths: dict[str, str], *, accepted_sam
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(len(clean), size=min(accepted_sample, len(clean)), replace=False).tolist()) \
         if clean else []
+    findings.sort(key=lambda r: r["status"] != "excluded")  # excluded photos first (a stable sort)
     shown = findings[:MAX_CARDS]
     cards = [_card(r, paths.get(r["photo"])) for r in shown] + [_card(clean[i], paths.get(clean[i]["photo"]))
                                                                  for i in picked]
