@@ -61,24 +61,25 @@ def _init() -> None:
 def _analyse(rgb: np.ndarray) -> dict[str, Any]:
     from f2b_study.faces.preprocess import analyse_rgb
 
-    meta, arrays, png = analyse_rgb(rgb, _state["analyzer"])
+    meta, arrays, face = analyse_rgb(rgb, _state["analyzer"])
     if "landmarks_photo" in arrays:
         meta["_landmarks"] = arrays["landmarks_photo"][:, :2]
-        meta["lower_off_skin"] = lower_off_skin(png, arrays["landmarks"])
+        meta["lower_off_skin"] = lower_off_skin(face, arrays["landmarks"])
     return meta
 
 
-def lower_off_skin(png: bytes, landmarks: np.ndarray) -> float | None:
+def lower_off_skin(face: bytes, landmarks: np.ndarray) -> float | None:
     """Share of the lower face (lips left out) whose colour is far (8-bit Lab distance > 30) from the cheeks'
     median: the candidate measure for a hand or object over mouth and chin, studied here and not used by the
     pipeline (beards and moustaches read as occluders, a hand reads as skin)."""
     import cv2
 
+    from f2b_study.faces.cache import decode_face
     from f2b_study.faces.measure import LEFT_CHEEK, RIGHT_CHEEK, _hull_mask
     from f2b_study.faces.standardise import to_frame
 
-    stored = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    lab = cv2.cvtColor(cv2.resize(stored, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2LAB)
+    stored = decode_face(face)
+    lab = cv2.cvtColor(cv2.resize(stored, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2LAB)
     lab = lab.astype(np.float32)
     points = to_frame(landmarks, 128)
     cheeks = _hull_mask(points, RIGHT_CHEEK, 128) | _hull_mask(points, LEFT_CHEEK, 128)

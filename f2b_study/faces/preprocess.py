@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from f2b_study.cohort.images import IMAGE_EXTENSIONS, ImageError, load_rgb
-from f2b_study.faces.cache import FaceCache, content_hash, encode_png
+from f2b_study.faces.cache import FaceCache, content_hash, encode_face
 from f2b_study.faces.qc import QCThresholds, evaluate
 
 # measurements written to preprocess.csv (`measure.py`), so that a study can audit every threshold
@@ -276,15 +276,15 @@ def process_photo(path: str) -> tuple[dict[str, Any], bool]:
     if hit is not None:
         return hit, False
     try:
-        meta, arrays, png = analyse_photo(path)
+        meta, arrays, face = analyse_photo(path)
     except Exception as error:  # a row is never lost; not cached, so a fixed pipeline redoes the photo
         return {"error": "unreadable", "detail": f"processing failed ({type(error).__name__}: {error})"[:200],
                 "content_hash": digest}, True
-    return cache.save(digest, meta, arrays, png), True
+    return cache.save(digest, meta, arrays, face), True
 
 
 def analyse_photo(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
-    """Decode, detect, landmark, standardise and measure one photo: (metadata, arrays, face PNG or None)."""
+    """Decode, detect, landmark, standardise and measure one photo: (metadata, arrays, encoded face or None)."""
     try:
         rgb = load_rgb(path)
     except ImageError as error:
@@ -330,4 +330,4 @@ def analyse_rgb(rgb: np.ndarray, analyzer: Any = None) -> tuple[dict[str, Any], 
                 blendshapes=analysis.blendshapes, measures=measures)
     arrays = {"landmarks": landmarks, "landmarks_photo": analysis.landmarks, "affine": affine,
               "matrix": analysis.matrix}
-    return meta, arrays, encode_png(stored)
+    return meta, arrays, encode_face(stored)
