@@ -174,3 +174,23 @@ def test_a_face_partly_outside_the_photo_is_measured_on_what_is_inside(tmp_path:
     assert meta["measures"]["measured_fraction"] < whole["measures"]["measured_fraction"]
     result = evaluate(meta, QCThresholds())
     assert "blurred" not in result.reasons, "the black beyond the photo's edge is not read as blur"
+
+
+def test_pose_is_cross_checked_against_the_landmarks() -> None:
+    """The issue's upright head reported as roll -117°: roll comes from the eye line, and a matrix whose yaw the
+    mesh contradicts is replaced by the mesh's own estimate (pose_source 'landmarks')."""
+    from scipy.spatial.transform import Rotation
+
+    from f2b_study.faces.pose import checked_pose, head_pose, landmark_pose
+    from f2b_study.faces.preprocess import _analyzer
+
+    analysis = _analyzer().analyze(load_rgb(sample_photos(40)[2]))
+    yaw, pitch, roll, source = checked_pose(analysis.matrix, analysis.landmarks)
+    assert source == "matrix" and abs(yaw - head_pose(analysis.matrix)[0]) < 1e-9
+    g_yaw, g_pitch, g_roll = landmark_pose(analysis.landmarks)
+    assert roll == g_roll and abs(roll) < 10
+    assert abs(g_yaw - yaw) < 8 and abs(g_pitch - pitch) < 10
+    wild = np.eye(4)
+    wild[:3, :3] = Rotation.from_euler("YXZ", [-34.8, 5, -117], degrees=True).as_matrix()
+    yaw, pitch, roll, source = checked_pose(wild, analysis.landmarks)
+    assert source == "landmarks" and abs(roll) < 10 and abs(yaw) < 15
