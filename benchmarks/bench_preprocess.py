@@ -11,6 +11,10 @@ Rows (photos per second, best of --repeat runs, each on a fresh cache):
   every worker has loaded its models (pool start-up is reported apart: it is paid once per run).
 Ratios: overhead = bare rate / 1-worker rate (target <= 1.5); parallel efficiency = rate_N / (N x rate_1)
 (target >= 0.8). Compare ratios from one run only; the absolute rates depend on the machine and its load.
+
+A second table splits one photo's work into its stages, as CPU ms per photo measured one stage at a time in
+this process (one OpenCV thread, as in a worker): it says where the overhead goes, and CPU time is far less
+disturbed than wall time by other programs on a shared machine.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -86,6 +91,74 @@ def pipeline_rate(paths: list[str], workers: int) -> tuple[float, float]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def stage_costs(paths: list[str], repeat: int = 3) -> list[tuple[str, float]]:
+    """CPU ms per photo of each stage of `preprocess.process_photo`, and of the bare loop's two steps."""
+    import io
+    import json
+
+    import cv2
+    import mediapipe as mp
+    import numpy as np
+
+    from f2b_study.cohort.images import load_rgb
+    from f2b_study.faces.cache import content_hash, encode_face
+    from f2b_study.faces.landmarker import _mp_image
+    from f2b_study.faces.measure import background_measurements, face_measurements
+    from f2b_study.faces.pose import checked_pose
+    from f2b_study.faces.preprocess import _analyzer, analyse_rgb, photo_row
+    from f2b_study.faces.qc import QCThresholds
+    from f2b_study.faces.standardise import alignment, compact_face
+
+    cv2.setNumThreads(1)
+    analyzer = _analyzer()
+    photos = [load_rgb(p) for p in paths]
+    images = [_mp_image(rgb) for rgb in photos]
+    found = [(rgb, analyzer.analyze(rgb)) for rgb in photos]
+    found = [(rgb, a) for rgb, a in found if a.landmarks is not None]
+    aligned = [(rgb, a, alignment(a.landmarks)) for rgb, a in found]
+    stored = [(compact_face(rgb, affine, frame), frame, affine, rgb) for rgb, _, (affine, frame, _, _) in aligned]
+    results = [analyse_rgb(rgb) for rgb in photos]
+
+    def cost(items: list, work: Any) -> float:
+        start = time.process_time()
+        for _ in range(repeat):
+            for item in items:
+                work(item)
+        return 1000 * (time.process_time() - start) / (repeat * len(items))
+
+    def save(result: tuple) -> None:
+        meta, arrays, face = result
+        buffer = io.BytesIO()
+        np.savez(buffer, meta=np.array(json.dumps(meta)), face=np.frombuffer(face or b"", np.uint8), **arrays)
+        target = Path(tempfile.gettempdir()) / "f2b-bench-entry.npz"
+        target.write_bytes(buffer.getvalue())
+
+    thresholds = QCThresholds()
+
+    def face_box(landmarks: np.ndarray) -> tuple[float, ...]:
+        low, high = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
+        return (*low, *(high - low))
+
+    return [
+        ("bare: mediapipe decode", cost(paths, mp.Image.create_from_file)),
+        ("bare: FaceLandmarker", cost(images, analyzer._landmarker.detect)),
+        ("read + sha256", cost(paths, lambda p: content_hash(Path(p).read_bytes()))),
+        ("decode (EXIF, colour)", cost(paths, load_rgb)),
+        ("short-range detector", cost(images, analyzer._short.detect)),
+        ("FaceLandmarker", cost(images, analyzer._landmarker.detect)),
+        ("analyze() bookkeeping", cost(photos, analyzer.analyze) - cost(images, analyzer._short.detect)
+         - cost(images, analyzer._landmarker.detect)),
+        ("alignment + compact face", cost(found, lambda f: compact_face(f[0], *alignment(f[1].landmarks)[:2]))),
+        ("pose (matrix + landmarks)", cost(found, lambda f: checked_pose(f[1].matrix, f[1].landmarks))),
+        ("QC face measurements", cost(stored, lambda s: face_measurements(s[0], s[1], s[2],
+                                                                          (s[3].shape[1], s[3].shape[0])))),
+        ("QC background", cost(found, lambda f: background_measurements(f[0], face_box(f[1].landmarks)))),
+        ("encode face", cost(stored, lambda s: encode_face(s[0]))),
+        ("cache entry write", cost(results, save)),
+        ("QC rules + row", cost(results, lambda r: photo_row("p", "P", r[0], thresholds))),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
@@ -117,6 +190,13 @@ def main() -> None:
     print(f"{'what':<26} {'workers':>7} {'photos/s':>9} {'ms/photo':>9} {'CPU ms':>7}  ratio")
     for what, n, rate, cpu, ratio in rows:
         print(f"{what:<26} {n:>7} {rate:>9.1f} {1000 / rate * n:>9.2f} {cpu:>7}  {ratio}")
+    stages = stage_costs(paths[: min(len(paths), 80)])
+    bare = sum(ms for name, ms in stages if name.startswith("bare"))
+    ours = sum(ms for name, ms in stages if not name.startswith("bare"))
+    print("\n| stage | CPU ms/photo |\n|---|---:|")
+    for name, ms in stages:
+        print(f"| {name} | {ms:.2f} |")
+    print(f"| **bare loop total** | {bare:.2f} |\n| **pipeline total** | {ours:.2f} ({ours / bare:.2f}x) |")
 
 
 if __name__ == "__main__":

@@ -216,8 +216,15 @@ def test_all_real_photos(tmp_path: Path) -> None:
         ((pl.col("reason") == "face_too_small") & (pl.col("interocular_px") < thresholds.min_interocular_px))
         | ((pl.col("reason") == "multiple_faces") & (pl.col("n_faces") > 1))
         | ((pl.col("reason") == "low_confidence") & (pl.col("detection_score") < thresholds.min_detection_score))
+        | ((pl.col("reason") == "blurred") & (pl.col("sharpness") < thresholds.min_sharpness))
+        | ((pl.col("reason") == "sunglasses") & (pl.col("lens_luma_ratio") < thresholds.sunglasses_max_lens_ratio))
         | pl.col("reason").is_in(["no_face", "extreme_pose", "unreadable"])
     )
+    # the official portraits: no sunglasses, and (docs/quality-control.md) at most a few blurred small ones
+    assert excluded.filter(pl.col("reason") == "sunglasses").height == 0
+    assert excluded.filter(pl.col("reason") == "blurred").height <= 0.02 * frame.height
+    # the eye line is the roll: never the matrix's wrap-around values
+    assert frame["roll"].drop_nulls().abs().max() < 20
     ok = frame.filter(pl.col("status") == "ok")
     assert (ok.height + agreed.height) / frame.height >= 0.98
     assert ok.height / frame.height >= 0.95

@@ -211,3 +211,34 @@ def test_ctrl_c_then_rerun(tmp_path: Path) -> None:
     assert summary["from_cache"] == done and summary["computed"] == 40 - done
     table = pl.read_csv(out / "preprocess.csv")
     assert table.height == 40 and table["photo"].n_unique() == 40
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_review_sheet_renders_in_chromium_without_console_errors(tmp_path: Path, capsys) -> None:
+    """`preprocess --review`: qc_review.html beside preprocess.csv, self-contained, and it works in a browser
+    (the filter buttons hide cards) with no console message."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    photos = _photo_folder(tmp_path / "photos", n=3)
+    out = tmp_path / "out"
+    summary = _run(capsys, "--photos", str(photos), "--out", str(out), "--workers", "1", "--review")
+    page = out / "qc_review.html"
+    assert summary["review"] == str(page) and page.is_file()
+    text = page.read_text()
+    assert "PRIVATE" in text and text.count('class="card ') >= 2  # the unreadable photo and a sample
+    assert 'data-filter="unreadable"' in text and "no thumbnail (unreadable)" in text
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "review.png"
+    run = subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1280,1200", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line
+               or "Content Security Policy" in line]
+    assert not console, console
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert 'id="cards"' in dom.stdout and "P004.jpg" in dom.stdout

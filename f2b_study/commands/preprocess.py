@@ -15,10 +15,12 @@ def register(sub: Any) -> None:
         sub, "preprocess", help="face standardisation + quality control + cache",
         description="Turn every photo of a cohort into the paper's standardised face (eye line level, elliptical "
         "face region on black, 512x512) or a named reason why not: unreadable, no_face, multiple_faces, "
-        "low_confidence, face_too_small, extreme_pose (and eyes_closed, non_neutral_expression, which are "
-        "flags unless the config's [qc] makes them exclusions). Writes OUT/preprocess.csv, one row per photo; "
-        "faces stay in the face cache (.f2b-cache/faces, the one every command uses). "
-        "Reruns reuse the cache: only new or changed photos are "
+        "low_confidence, face_too_small, extreme_pose, and the protocol checks (blurred, exposure, sunglasses, "
+        "eyeglasses, forehead covered, eyes closed, expression, busy background, another face), which flag the "
+        "photo unless the config's [qc] exclude list names them (default: blurred, sunglasses). Writes "
+        "OUT/preprocess.csv, one row per photo; "
+        "faces stay in the face cache (.f2b-cache/faces, the one every command uses). Reruns reuse the cache: "
+        "only new or changed photos are "
         "processed, and an interrupted run continues where it stopped. Without a cohort, every image in "
         "--photos is a photo and its patient_id is the folder name for DIR/<id>/*, else the file name up to "
         "its first '_' (P001_front.jpg -> P001).",
@@ -33,6 +35,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes, one face model each (default: one per CPU core)")
     parser.add_argument("--json", action="store_true", help="print counts by status, reason and flag as JSON")
+    parser.add_argument("--review", action="store_true",
+                        help="also write OUT/qc_review.html: thumbnails of every excluded and flagged photo with its "
+                        "findings, filterable (PRIVATE: shows identifiable faces; never share it)")
     parser.set_defaults(func=run)
 
 
@@ -73,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     write_text(out / "preprocess_log.txt", "".join(f"{line}\n" for line in log_lines))
     summary = faces.summary()
     summary.update(output=str(csv_path), join=join_counts, workers=workers, log=str(out / "preprocess_log.txt"))
+    if args.review:
+        from f2b_study.report.qc_review import write_qc_review
+
+        paths = dict(zip(photos["photo"].to_list(), photos["path"].to_list(), strict=True))
+        summary["review"] = str(write_qc_review(faces.frame, paths, out))
     if args.json:
         print_json(summary)
     else:
@@ -95,4 +105,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"photo join: {join.get('patients_without_photos', 0)} patients without photos, "
                      f"{join.get('unmatched_photos', 0)} unmatched photos, {join.get('missing_files', 0)} missing "
                      f"files (listed in {summary['log']})")
+    if summary.get("review"):
+        lines.append(f"QC review sheet (PRIVATE, identifiable faces): {summary['review']}")
     return "\n".join(lines)

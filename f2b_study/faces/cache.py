@@ -2,11 +2,12 @@
 
     CACHE/<first two hex digits>/<sha256>.<PIPELINE_VERSION>.npz
 
-holding `meta` (JSON text: detections, pose, blendshapes, ...), and for photos with a face `face_png` (the
-standardised face as PNG bytes, at the photo's own resolution, see `standardise.compact_face`; pixels only,
-no EXIF), `landmarks` (478x2, 512 frame), `landmarks_photo` (478x3), `matrix` (4x4) and `affine` (2x3).
-That file is a row's `face_path`; read it with `load_face`. One file, not a PNG and a sidecar, because every
-file created costs time and a second one would put a half-written entry within reach of an interruption.
+holding `meta` (JSON text: detections, pose, blendshapes, QC measurements, ...), and for photos with a face
+`face` (the standardised face at the photo's own resolution, see `standardise.compact_face`, losslessly
+compressed by `encode_face`; pixels only, no EXIF), `landmarks` (478x2, 512 frame), `landmarks_photo`
+(478x3), `matrix` (4x4) and `affine` (2x3). That file is a row's `face_path`; read it with `load_face`. One
+file, not an image and a sidecar, because every file created costs time and a second one would put a
+half-written entry within reach of an interruption.
 
 It is written atomically: an interrupted run leaves no half entry. A changed photo has another hash and is
 redone; a new PIPELINE_VERSION redoes everything. Photos without a face (unreadable, no face) get an entry
@@ -58,7 +59,7 @@ class FaceCache:
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                has_face = "face_png" in data.files
+                has_face = FACE_KEY in data.files
         except (OSError, KeyError, ValueError):  # missing, or damaged by something outside this program
             return None
         if meta.get("version") != PIPELINE_VERSION or (meta.get("landmarks") and not has_face):
@@ -68,12 +69,12 @@ class FaceCache:
         return meta
 
     def save(self, digest: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
-             face_png: bytes | None = None) -> dict[str, Any]:
-        """Store one entry; returns the metadata as ``load`` would."""
+             face: bytes | None = None) -> dict[str, Any]:
+        """Store one entry (``face``: `encode_face`'s bytes); returns the metadata as ``load`` would."""
         path = self.path(digest)
         meta = {**meta, "version": PIPELINE_VERSION, "content_hash": digest}
-        if face_png is not None:
-            arrays = {**arrays, "face_png": np.frombuffer(face_png, dtype=np.uint8)}
+        if face is not None:
+            arrays = {**arrays, FACE_KEY: np.frombuffer(face, dtype=np.uint8)}
         buffer = io.BytesIO()
         try:
             np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
@@ -84,43 +85,56 @@ class FaceCache:
             raise
         with atomic_path(path, suffix=".npz") as tmp:
             tmp.write_bytes(buffer.getvalue())
-        if face_png is not None:
+        if face is not None:
             meta["face_path"] = str(path)
         return meta
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """A fast lossless PNG of an RGB array (zlib level 1, 'up' filter, run-length strategy)."""
-    import cv2
+FACE_KEY = "face"
 
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-                                cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return encoded.tobytes()
+
+def encode_face(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 face, losslessly: a 12-byte header (height, width, channels as little-endian uint32)
+    and zstd level 1 (pyarrow's codec) over the rows' differences from the row above, PNG's "Up" filter. As
+    small as a PNG of the same face at a third of its time (0.5 ms against 1.6 ms a face: 7% of a photo's
+    whole preprocessing), which is why it is not a PNG."""
+    import pyarrow as pa
+
+    pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
+    delta = pixels.copy()
+    delta[1:] -= pixels[:-1]  # uint8 arithmetic wraps: decode's cumulative sum undoes it exactly
+    header = np.array(pixels.shape, dtype="<u4").tobytes()
+    return header + pa.Codec("zstd", compression_level=1).compress(delta.tobytes(), asbytes=True)
+
+
+def decode_face(data: bytes | np.ndarray) -> np.ndarray:
+    """`encode_face`'s inverse: the (H, W, 3) uint8 RGB face."""
+    import pyarrow as pa
+
+    data = bytes(data) if isinstance(data, np.ndarray) else data
+    shape = tuple(int(v) for v in np.frombuffer(data[:12], dtype="<u4"))
+    raw = pa.Codec("zstd").decompress(data[12:], decompressed_size=int(np.prod(shape)), asbytes=True)
+    return np.cumsum(np.frombuffer(raw, np.uint8).reshape(shape), axis=0, dtype=np.uint8)
 
 
 def load_face(face_path: str | Path, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
     """A cached standardised face: ((size, size, 3) uint8 RGB, (478, 2) float32 landmarks in that frame).
     The default is the paper's 512 frame; ask for the model's input size (e.g. 224) to skip a second resize."""
-    import cv2
-
     try:
         with np.load(face_path, allow_pickle=False) as data:
-            png = np.asarray(data["face_png"])
+            face = np.asarray(data[FACE_KEY])
             landmarks = np.asarray(data["landmarks"], dtype=np.float32)
+        stored = decode_face(face)
     except (OSError, KeyError, ValueError) as error:
         raise FileNotFoundError(f"{face_path}: not a cached face ({error}); rerun f2b-study preprocess") from None
-    bgr = cv2.imdecode(png, cv2.IMREAD_COLOR)
-    rgb = expand_face(np.ascontiguousarray(bgr[:, :, ::-1]), landmarks, size)
+    rgb = expand_face(stored, landmarks, size)
     return rgb, to_frame(landmarks, size).astype(np.float32)
 
 
 def load_measurements(face_path: str | Path) -> dict[str, Any]:
     """Everything stored with a cached face but its pixels: landmarks_photo, matrix, affine, ... and `meta`."""
     with np.load(face_path, allow_pickle=False) as data:
-        out: dict[str, Any] = {key: np.asarray(data[key]) for key in data.files if key not in ("meta", "face_png")}
+        out: dict[str, Any] = {key: np.asarray(data[key]) for key in data.files if key not in ("meta", FACE_KEY)}
         out["meta"] = json.loads(str(data["meta"]))
     return out
 

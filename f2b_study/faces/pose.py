@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from f2b_study.faces import mesh
+
 
 def head_pose(matrix: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from a facial transformation matrix (any uniform scale is removed).
@@ -33,3 +35,36 @@ def head_pose(matrix: np.ndarray) -> tuple[float, float, float]:
     pitch = math.degrees(math.asin(sin_pitch))
     roll = math.degrees(math.atan2(rotation[1, 0], rotation[1, 1]))
     return yaw, -pitch, roll
+
+
+POSE_DISAGREEMENT = 20.0  # degrees: beyond it the matrix's yaw or pitch is not trusted (see `checked_pose`)
+
+
+def landmark_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees from the mesh's own geometry, with `head_pose`'s signs: roll from the line
+    between the eye centres (the line the alignment levels), yaw from the depth difference along that line,
+    pitch from the depth difference between the forehead top (landmark 10) and the chin (152). ``landmarks``
+    are (478, 3) in photo pixels, z in the same scale (smaller z: nearer the camera)."""
+    from f2b_study.faces.standardise import eye_centres
+
+    points = np.asarray(landmarks, dtype=np.float64)
+    right, left = eye_centres(points[:, :2])
+    dx, dy = left - right
+    depth = points[list(mesh.LEFT_EYE), 2].mean() - points[list(mesh.RIGHT_EYE), 2].mean()
+    roll = -math.degrees(math.atan2(dy, dx))
+    yaw = math.degrees(math.atan2(depth, math.hypot(dx, dy)))
+    up = points[10] - points[152]
+    pitch = math.degrees(math.atan2(up[2], math.hypot(up[0], up[1])))
+    return yaw, pitch, roll
+
+
+def checked_pose(matrix: np.ndarray, landmarks: np.ndarray) -> tuple[float, float, float, str]:
+    """(yaw, pitch, roll, source): roll always from the eye line (the matrix's roll can be far off on a badly
+    fitted mesh, e.g. -117° for an upright head); yaw and pitch from the matrix unless one of them differs from
+    the landmarks' own estimate by more than POSE_DISAGREEMENT degrees, then both from the landmarks
+    (source 'landmarks', else 'matrix')."""
+    yaw, pitch, _ = head_pose(matrix)
+    g_yaw, g_pitch, roll = landmark_pose(landmarks)
+    if abs(yaw - g_yaw) > POSE_DISAGREEMENT or abs(pitch - g_pitch) > POSE_DISAGREEMENT:
+        return g_yaw, g_pitch, roll, "landmarks"
+    return yaw, pitch, roll, "matrix"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,12 @@ import numpy as np
 import polars as pl
 
 from f2b_study.cohort.images import IMAGE_EXTENSIONS, ImageError, load_rgb
-from f2b_study.faces.cache import FaceCache, content_hash, encode_png
+from f2b_study.faces.cache import FaceCache, content_hash, encode_face
 from f2b_study.faces.qc import QCThresholds, evaluate
+
+# measurements written to preprocess.csv (`measure.py`), so that a study can audit every threshold
+MEASURE_COLUMNS = ("sharpness", "luma_median", "contrast", "clipped_fraction", "lens_luma_ratio", "bridge_edges",
+                   "forehead_dark", "background_edges")
 
 CSV_NAME = "preprocess.csv"
 SCHEMA: dict[str, Any] = {
@@ -30,6 +33,9 @@ SCHEMA: dict[str, Any] = {
     "flags": pl.String, "detection_score": pl.Float64, "detector": pl.String, "n_faces": pl.Int64,
     "yaw": pl.Float64, "pitch": pl.Float64, "roll": pl.Float64, "interocular_px": pl.Float64,
     "eye_blink": pl.Float64, "smile": pl.Float64, "face_path": pl.String, "content_hash": pl.String,
+    # added with the protocol checks (docs/quality-control.md): every excluding finding, and the measurements
+    "reasons": pl.String, "other_face_ratio": pl.Float64, "pose_source": pl.String,
+    **{name: pl.Float64 for name in MEASURE_COLUMNS},
 }
 CHUNK = 4  # photos per task: small enough for a smooth progress bar, large enough to amortise the IPC
 MIN_PHOTOS_FOR_POOL = 64  # fewer photos take less time in this process than spawning workers (~1-2 s)
@@ -45,17 +51,10 @@ class PreprocessResult:
     from_cache: int  # distinct photo files whose entry was already in the cache
 
     def summary(self) -> dict[str, Any]:
-        flags = Counter(flag for value in self.frame["flags"].drop_nulls() for flag in value.split(";") if flag)
-        excluded = self.frame.filter(pl.col("status") == "excluded")
-        return {
-            "photos": self.frame.height,
-            "by_status": dict(Counter(self.frame["status"].to_list()).most_common()),
-            "by_reason": dict(Counter(excluded["reason"].to_list()).most_common()),
-            "flags": dict(flags.most_common()),
-            "computed": self.computed,
-            "from_cache": self.from_cache,
-            "output": str(self.csv_path),
-        }
+        """`faces.table.qc_summary` of the photos, and where preprocess.csv is."""
+        from f2b_study.faces.table import qc_summary
+
+        return {**qc_summary(self.frame, self.computed, self.from_cache), "output": str(self.csv_path)}
 
 
 def photos_from_folder(root: str | Path) -> pl.DataFrame:
@@ -112,6 +111,7 @@ def photo_row(photo: str, patient_id: str, meta: dict[str, Any], thresholds: QCT
         value = meta.get(key)
         return None if value is None or not math.isfinite(value) else round(float(value), 2)
 
+    measures = meta.get("measures") or {}
     return (
         photo, patient_id, qc.status, qc.reason, qc.detail, ";".join(qc.flags) or None,
         None if meta.get("score") is None else round(meta["score"], 4), meta.get("detector"), qc.n_faces,
@@ -119,6 +119,8 @@ def photo_row(photo: str, patient_id: str, meta: dict[str, Any], thresholds: QCT
         round(min(blend.get("eyeBlinkLeft", 0), blend.get("eyeBlinkRight", 0)), 3) if blend else None,
         round(max(blend.get("mouthSmileLeft", 0), blend.get("mouthSmileRight", 0)), 3) if blend else None,
         meta.get("face_path") if qc.status == "ok" else None, meta.get("content_hash"),
+        ";".join(qc.reasons) or None, qc.other_face_ratio, meta.get("pose_source"),
+        *(None if measures.get(name) is None else float(measures[name]) for name in MEASURE_COLUMNS),
     )
 
 
@@ -236,24 +238,31 @@ def process_photo(path: str) -> tuple[dict[str, Any], bool]:
     if hit is not None:
         return hit, False
     try:
-        meta, arrays, png = analyse_photo(path)
+        meta, arrays, face = analyse_photo(path)
     except Exception as error:  # a row is never lost; not cached, so a fixed pipeline redoes the photo
         return {"error": "unreadable", "detail": f"processing failed ({type(error).__name__}: {error})"[:200],
                 "content_hash": digest}, True
-    return cache.save(digest, meta, arrays, png), True
+    return cache.save(digest, meta, arrays, face), True
 
 
 def analyse_photo(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
-    """Decode, detect, landmark and standardise one photo: (metadata, arrays, face PNG or None)."""
-    from f2b_study.faces.pose import head_pose
-    from f2b_study.faces.standardise import alignment, compact_face
-
+    """Decode, detect, landmark, standardise and measure one photo: (metadata, arrays, encoded face or None)."""
     try:
         rgb = load_rgb(path)
     except ImageError as error:
         detail = error.detail if error.reason == "unreadable" else f"{error.reason}: {error.detail}"
         return {"error": "unreadable", "detail": detail}, {}, None
-    analysis = _analyzer().analyze(rgb)
+    return analyse_rgb(rgb)
+
+
+def analyse_rgb(rgb: np.ndarray, analyzer: Any = None) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
+    """`analyse_photo` on decoded pixels (an upright (H, W, 3) uint8 RGB photo); ``analyzer`` defaults to this
+    process's FaceAnalyzer."""
+    from f2b_study.faces.measure import background_measurements, face_measurements
+    from f2b_study.faces.pose import checked_pose, head_pose
+    from f2b_study.faces.standardise import alignment, compact_face
+
+    analysis = (analyzer or _analyzer()).analyze(rgb)
     meta: dict[str, Any] = {
         "image_size": list(analysis.image_size),
         "detector": analysis.detector,
@@ -268,10 +277,19 @@ def analyse_photo(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
         raise RuntimeError("the landmarker returned no facial transformation matrix")
     affine, landmarks, angle, interocular = alignment(analysis.landmarks)
     stored = compact_face(rgb, affine, landmarks)
-    yaw, pitch, roll = head_pose(analysis.matrix)
-    meta.update(yaw=yaw, pitch=pitch, roll=roll, interocular_px=interocular, eye_angle_deg=angle,
+    yaw, pitch, roll, source = checked_pose(analysis.matrix, analysis.landmarks)
+    m_yaw, m_pitch, m_roll = head_pose(analysis.matrix)
+    points = analysis.landmarks[:, :2]
+    low, high = points.min(axis=0), points.max(axis=0)
+    try:
+        measures = face_measurements(stored, landmarks, affine, analysis.image_size)
+        measures.update(background_measurements(rgb, (*low, *(high - low))))
+    except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as error:  # e.g. a degenerate mesh
+        measures = {"why_not": f"{type(error).__name__}: {error}"[:120]}
+    meta.update(yaw=yaw, pitch=pitch, roll=roll, pose_source=source, matrix_pose=[m_yaw, m_pitch, m_roll],
+                interocular_px=interocular, eye_angle_deg=angle,
                 scale=float(np.sqrt(abs(np.linalg.det(affine[:, :2])))), stored_px=stored.shape[0],
-                blendshapes=analysis.blendshapes)
+                blendshapes=analysis.blendshapes, measures=measures)
     arrays = {"landmarks": landmarks, "landmarks_photo": analysis.landmarks, "affine": affine,
               "matrix": analysis.matrix}
-    return meta, arrays, encode_png(stored)
+    return meta, arrays, encode_face(stored)

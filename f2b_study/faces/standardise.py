@@ -146,8 +146,17 @@ def compact_face(rgb: np.ndarray, affine: np.ndarray, landmarks: np.ndarray) -> 
     k = SIZE / stored
     # the SIZE-frame transform seen through cv2.resize's pixel-centre convention (see `to_frame`)
     stored_affine = np.hstack([affine[:, :2] / k, (affine[:, 2:] + 0.5) / k - 0.5])
-    # a little wider than the ellipse: the exact edge is cut again after resizing, without a dark rim
-    return apply_mask(warp(rgb, stored_affine, stored), landmarks, grow=1.5)
+    # a little wider than the ellipse: the exact edge is cut again after resizing (`expand_face`), without a
+    # dark rim; drawn with cv2.ellipse, ten times faster than the exact per-pixel test `apply_mask` makes
+    import cv2
+
+    face = warp(rgb, stored_affine, stored)
+    cx, cy, ax, ay = face_ellipse(landmarks, stored)
+    mask = np.zeros((stored, stored), np.uint8)
+    fixed = 16  # cv2's sub-pixel drawing: coordinates in 1/16 px
+    cv2.ellipse(mask, (round(cx * fixed), round(cy * fixed)), (round((ax + 2.0) * fixed), round((ay + 2.0) * fixed)),
+                0, 0, 360, 1, -1, cv2.LINE_8, 4)
+    return face * mask[:, :, None]
 
 
 def expand_face(stored: np.ndarray, landmarks: np.ndarray, size: int = SIZE) -> np.ndarray:

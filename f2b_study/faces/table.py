@@ -43,17 +43,7 @@ class FaceTable:
         return dataclasses.replace(self, frame=self.frame.filter(pl.col("patient_id").is_in(ids.implode())))
 
     def summary(self) -> dict[str, Any]:
-        """Photos by status, exclusions by reason, flags raised, cache hits."""
-        flags = Counter(flag for value in self.frame["flags"].drop_nulls() for flag in value.split(";") if flag)
-        excluded = self.frame.filter(pl.col("status") == "excluded")
-        return {
-            "photos": self.frame.height,
-            "by_status": dict(Counter(self.frame["status"].to_list()).most_common()),
-            "by_reason": dict(Counter(excluded["reason"].to_list()).most_common()),
-            "flags": dict(flags.most_common()),
-            "computed": self.computed,
-            "from_cache": self.from_cache,
-        }
+        return qc_summary(self.frame, self.computed, self.from_cache)
 
     def patient_outcomes(self, patient_ids: Sequence[str]) -> tuple[set[str], dict[str, int]]:
         """(patients with a usable face, {reason: patients}) for ``patient_ids``: a patient none of whose photos
@@ -72,6 +62,29 @@ class FaceTable:
 
         write_csv(self.frame, path)
         return path
+
+
+def qc_summary(frame: pl.DataFrame, computed: int | None, from_cache: int | None) -> dict[str, Any]:
+    """Counts for logs and the flow diagram: ``by_reason`` counts each excluded photo once, by its first (most
+    basic) reason, so the counts add up to the excluded total; ``reasons_all`` counts every reason of every
+    excluded photo; ``flags`` counts each flag over all photos, kept or not, and ``flags_kept`` over the kept
+    photos only."""
+
+    def count(part: pl.DataFrame, column: str) -> dict[str, int]:
+        return dict(Counter(name for value in part[column].drop_nulls() for name in value.split(";")
+                            if name).most_common())
+
+    excluded = frame.filter(pl.col("status") == "excluded")
+    return {
+        "photos": frame.height,
+        "by_status": dict(Counter(frame["status"].to_list()).most_common()),
+        "by_reason": dict(Counter(excluded["reason"].to_list()).most_common()),
+        "reasons_all": count(excluded, "reasons"),
+        "flags": count(frame, "flags"),
+        "flags_kept": count(frame.filter(pl.col("status") == "ok"), "flags"),
+        "computed": computed,
+        "from_cache": from_cache,
+    }
 
 
 def passes_qc(record: Mapping[str, Any], qc: QCThresholds) -> bool:

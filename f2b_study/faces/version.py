@@ -2,4 +2,4 @@
 model trained on faces from another version). Bump it whenever a change alters faces, landmarks or
 measurements."""
 
-PIPELINE_VERSION = "faces-1"
+PIPELINE_VERSION = "faces-2"  # 2: QC measurements (sharpness, exposure, eyewear, forehead, background)
