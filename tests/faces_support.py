@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CANDIDATES = (REPO.parent / "shared" / "data" / "faces", REPO / "cohorts" / "demo" / "photos")
+DEMO_PHOTOS = REPO / "cohorts" / "demo" / "photos"
+CANDIDATES = (REPO.parent / "shared" / "data" / "faces", DEMO_PHOTOS)
 
 
 def photo_dir() -> Path:
@@ -23,9 +24,10 @@ def all_photos() -> list[Path]:
     return sorted(photo_dir().glob("*.jpg"))
 
 
-def sample_photos(n: int = 40) -> list[Path]:
-    """n photos spread over the whole set (every k-th), the same ones on every run."""
-    photos = all_photos()
+def sample_photos(n: int = 40, *, bundled: bool = False) -> list[Path]:
+    """n photos spread over the whole set (every k-th), the same ones on every run. ``bundled``: always the demo
+    cohort's re-encoded copies, for tests whose constructed photos must not depend on which copy is present."""
+    photos = sorted((DEMO_PHOTOS if bundled else photo_dir()).glob("*.jpg"))
     step = max(1, len(photos) // n)
     return photos[::step][:n]
 
