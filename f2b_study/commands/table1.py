@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--by", required=True, help="grouping column, e.g. split, bone_status, sex, center")
     parser.add_argument("--vars", help="comma-separated variables (default: sex, bone_status, age_years, "
                         "height_cm, weight_kg, bmi, those present)")
-    parser.add_argument("--out", type=Path, help="write the table to FILE.csv or FILE.html")
+    parser.add_argument("--out", type=Path, help="write the table to FILE.csv, FILE.xlsx or FILE.html")
     parser.add_argument("--all-rows", action="store_true", help="include rows with eligible = false")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.set_defaults(func=run)
@@ -73,30 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_table1(result: Any, out: Path, source: Path) -> None:
-    import polars as pl
+    """Table 1 to FILE.csv, FILE.xlsx or FILE.html (rendered by f2b_study.report.table1)."""
+    from f2b_study.report.table1 import write_table1 as write
 
-    from f2b_study.atomic import write_text
-    from f2b_study.errors import InputError
-    from f2b_study.stats.table1 import to_html, to_records
-    from f2b_study.tables import write_csv
-
-    if out.suffix.lower() == ".csv":
-        write_csv(pl.DataFrame(to_records(result)), out)
-    elif out.suffix.lower() in {".html", ".htm"}:
-        title = f"Table 1 by {result.by}"
-        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
-                f"<style>{TABLE_CSS}</style></head><body>{to_html(result, f'{title} ({source.name})')}</body></html>")
-        write_text(out, page)
-    else:
-        raise InputError.at(out, expected="an output file ending in .csv or .html", show_value=False)
-
-
-TABLE_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em}
-table.table1{border-collapse:collapse;font-size:14px}
-.table1 th,.table1 td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
-.table1 td.level{padding-left:2em}.table1 td.test{color:#555;font-size:12px}.n{font-weight:normal;color:#555}
-"""
+    write(result, out, source)
 
 
 def format_text(records: list[dict[str, str]]) -> str:
