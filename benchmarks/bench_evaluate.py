@@ -1,5 +1,7 @@
 """Benchmark: `evaluate` on 100,000 predictions with 2,000 patient-level bootstrap replicates (target ≤ 10 s on two
-cores) and the STARD report build (target ≤ 5 s), DESIGN §13. Prints one table; run on a quiet machine.
+cores, with the clinical-utility figures of issue 15: decision curves and flexible calibration curves) and the STARD
+report build (target ≤ 5 s), DESIGN §13. Prints one table; run on a quiet machine (on a shared one, compare the CPU
+seconds and the ratios within one run).
 
     .venv/bin/python benchmarks/bench_evaluate.py [--n 100000] [--replicates 2000]
 """
@@ -37,6 +39,18 @@ def synthetic(n: int, seed: int = 0, covariates: bool = False) -> pl.DataFrame:
     return pl.DataFrame(data)
 
 
+def clinical_figures(full: dict) -> list[str]:
+    """The issue-15 figures a report of this evaluation draws."""
+    from f2b_study.report.clinical_figures import decision_curves_svg, flexible_calibration_svg
+    from f2b_study.stats.evaluation import to_document
+
+    document = to_document(full)
+    curves = {"Face model": document["decision_curves"], **document["decision_curves_comparators"]}
+    return [decision_curves_svg(curves, "dc"),
+            flexible_calibration_svg(full["curves"]["flexible_calibration"], CLASSES, "fc",
+                                     reliability=full["curves"]["reliability"], per_class=document["per_class"])]
+
+
 def timed(fn):
     """(wall seconds, CPU seconds of this process, all threads), result. On a shared machine the CPU time shows
     the work itself; children (the CLI run) are counted in wall time only."""
@@ -62,7 +76,11 @@ def main() -> int:
         t_read, ps = timed(lambda: predictions_from_frame(pl.read_csv(csv, infer_schema=False), str(csv)))
         rows.append(("read + validate predictions", t_read, None))
         t_eval, full = timed(lambda: evaluate_predictions(ps, replicates=args.replicates))
-        rows.append((f"evaluate: {args.n:,} rows × {args.replicates} replicates", t_eval, 10.0))
+        rows.append((f"evaluate: {args.n:,} rows × {args.replicates} replicates", t_eval, None))
+        t_figures, _ = timed(lambda: clinical_figures(full))
+        rows.append(("clinical figures (decision curves, flexible calibration)", t_figures, None))
+        rows.append(("evaluate + clinical figures", tuple(a + b for a, b in zip(t_eval, t_figures, strict=True)),
+                     10.0))
         t_report, _html = timed(lambda: render_stard_report(StudyReportInput(title="benchmark", evaluation=full)))
         rows.append(("report build (STARD HTML, inline SVG)", t_report, 5.0))
         t_cli, run = timed(lambda: subprocess.run(

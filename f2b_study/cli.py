@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import logging
 import sys
+from typing import Any
 
 from f2b_study import __version__
 from f2b_study.errors import InputError
@@ -40,6 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_warnings_once(command: str) -> None:
+    """Python warnings as one plain line each, each distinct message once per run (not file:line plus source)."""
+    import warnings
+
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"f2b-study {command}: warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    show_warnings_once(args.command)
     try:
         return int(args.func(args) or 0)
     except InputError as error:

@@ -10,6 +10,14 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_face_cache(tmp_path_factory) -> None:
+    """Commands run without --cache use a cache of the test session's own, never the repository's; pseudonym
+    keys go to a key store of the session's own, never the user's."""
+    os.environ["F2B_CACHE"] = str(tmp_path_factory.mktemp("default-face-cache"))
+    os.environ["F2B_KEY_STORE"] = str(tmp_path_factory.mktemp("key-store"))
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEMO_DIR = REPO / "cohorts" / "demo"
@@ -62,3 +70,56 @@ def mini_cohort(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def face_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("face-cache")
+
+
+def prepare(sources: list, *, cache: Path, target: str = "bone_status", photos: Path | None = None,
+            qc: dict | None = None, **train: object):
+    """The training stage's input, built as every command builds it: a study config, the cohort once, its faces
+    once, the split. ``train``: [train] settings (e.g. epochs=1)."""
+    from f2b_study.cohort.cohort_photos import build_cohort_photos
+    from f2b_study.config import load_study
+    from f2b_study.faces.table import standardise
+    from f2b_study.training.run import training_data
+
+    study = load_study(sources, {"train": {"target": target, **train}, "qc": qc or {}})
+    cohort = build_cohort_photos(study.centres, photos=photos, target=target)
+    faces = standardise(cohort.photos_of(cohort.patients["patient_id"]), qc=study.qc, cache_dir=cache,
+                        progress=False)
+    return training_data(cohort, faces, study.train), study.train
+
+
+def train_tiny(sources: list, out: Path, cache: Path, **train: object):
+    """A one-epoch tiny Face2Bone run on ``sources`` (the fixtures' trained model)."""
+    from f2b_study.training.run import train_one
+
+    values = {"epochs": 1, "batch_size": 8, "augment": [], "model": {k: v for k, v in TINY_FACE2BONE.items()
+                                                                     if k != "input_size"},
+              "input_size": TINY_FACE2BONE["input_size"], **train}
+    data, settings = prepare(sources, cache=cache, **values)
+    return train_one(data, settings, out=out, progress=False)
+
+
+def screen_cohort(sources: list, model: Path, out: Path, cache: Path, *, engine: str = "local", **kwargs: object):
+    """`screen` as the command runs it, from Python: the cohort once, its faces, the checkpoint's predictions."""
+    from f2b_study.cohort.cohort_photos import build_cohort_photos
+    from f2b_study.config import load_study
+    from f2b_study.faces.table import standardise
+    from f2b_study.inference.screen import ray_faces_and_scores, screen
+    from f2b_study.models.runtime import resolve_checkpoint
+
+    study = load_study(sources)
+    cohort = build_cohort_photos(study.centres, target=None, require_dxa=False)
+    checkpoint = resolve_checkpoint(model)
+    probabilities = None
+    if engine == "ray":
+        faces, probabilities = ray_faces_and_scores(
+            cohort, qc=study.qc, checkpoint=checkpoint, out=out, cache_dir=cache, device="cpu",
+            batch_size=kwargs.pop("batch_size", None), workers=kwargs.pop("workers", None), bf16=True,
+            address=kwargs.pop("address", None), progress=False)
+    else:
+        faces = standardise(cohort.photos, qc=study.qc, cache_dir=cache, progress=False)
+    from f2b_study.report.screening import write_screening_report
+
+    result = screen(cohort, faces, checkpoint, out=out, probabilities=probabilities, progress=False, **kwargs)
+    write_screening_report(result, out)
+    return result

@@ -87,21 +87,20 @@ def test_ddp_on_two_processes_trains_what_one_process_trains(single: Path, mini_
     assert_same_run(single, out)
     run = json.loads((out / "run.json").read_text())
     assert run["processes"] == 2 and run["status"] == "finished"
-    assert done.stdout.count("face2bone: 3 epochs") == 1  # rank 0 alone reports
+    # rank 0 alone reports: one table row for the run
+    assert sum(line.startswith("face2bone ") for line in done.stdout.splitlines()) == 1, done.stdout
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no stray temporary files
     # the checkpoint is the plain model's: the single-process code loads it and predicts what the run predicted
-    from f2b_study.models.checkpoint import load_checkpoint
-    from f2b_study.models.registry import preprocessing
-    from f2b_study.training.data import load_faces
-    from f2b_study.training.loop import predict_probabilities
+    from f2b_study.models.runtime import predict_faces, resolve_checkpoint
 
-    model, _ = load_checkpoint(out / "best")
+    checkpoint = resolve_checkpoint(out)
+    model = checkpoint.load("cpu")
     assert not any(key.startswith("module.") for key in model.state_dict())
     images = pl.read_csv(out / "val_predictions_images.csv")
     faces_of = pl.read_csv(out / "preprocess.csv").select("photo", "face_path")
-    pre = preprocessing(model)
-    faces = load_faces(images.join(faces_of, on="photo", how="left")["face_path"].to_list(), pre["input_size"])
-    again = predict_probabilities(model, faces, pre["mean"], pre["std"], torch.device("cpu"))
+    transform = checkpoint.transform
+    faces = transform.load(images.join(faces_of, on="photo", how="left")["face_path"].to_list())
+    again = predict_faces(model, faces, transform=transform, device=torch.device("cpu"))
     assert np.allclose(again, images.select("p_normal", "p_osteopenia", "p_osteoporosis").to_numpy(), atol=1e-5)
 
 

@@ -156,14 +156,18 @@ def test_report_sections_render_in_the_stard_report(study, capsys) -> None:
 
 def test_config_section_sets_defaults_and_refuses_unknown_keys() -> None:
     from f2b_study.errors import InputError
-    from f2b_study.explain.run import settings_from_config
+    from f2b_study.explain.settings import ExplainSettings
+    from f2b_study.sections import parse_section
 
-    settings = settings_from_config({"baseline": "blur", "max_images": 50, "n_concepts": 8, "output": "logit"},
-                                    "c.toml")
-    assert (settings.baseline, settings.max_images, settings.craft.n_concepts, settings.output) == \
+    def parse(values: dict) -> ExplainSettings:
+        return parse_section(ExplainSettings, values, source="c.toml", section="explain")
+
+    settings = parse({"baseline": "blur", "max_images": 50, "n_concepts": 8, "output": "logit"})
+    assert (settings.baseline, settings.max_images, settings.craft_config().n_concepts, settings.output) == \
         ("blur", 50, 8, "logit")
-    assert settings_from_config({"n_concepts": 8, "craft": False}, "c.toml").craft is None
-    for section, message in (({"baselines": "mean"}, "explain.baselines"), ({"max_images": "10"}, "a number"),
-                             ({"pixel_maps": 1}, "true or false"), ({"split": "test"}, "validation, train, all")):
+    assert parse({"n_concepts": 8, "craft": False}).craft_config() is None
+    for section, message in (({"baselines": "mean"}, "explain.baselines"), ({"max_images": "10"}, "a whole number"),
+                             ({"pixel_maps": 1}, "true or false"),
+                             ({"split": "test"}, "'validation', 'train', 'all'"), ({"max_images": 0}, "≥ 1")):
         with pytest.raises(InputError, match=message):
-            settings_from_config(section, "c.toml")
+            parse(section)

@@ -80,8 +80,8 @@ def test_thresholds_from_config() -> None:
     assert custom.expression_blendshapes == ("jawOpen",)
     assert evaluate(_record(yaw=12.0), custom).reason == "extreme_pose"
     for bad, expected in [({"max_yawn": 3}, "qc.max_yawn"), ({"max_yaw": "wide"}, "a number"),
-                          ({"max_yaw": -1}, "a number >= 0"), ({"max_yaw": True}, "a number"),
+                          ({"max_yaw": -1}, "a number ≥ 0"), ({"max_yaw": True}, "a number"),
                           ({"exclude_eyes_closed": 1}, "true or false"),
-                          ({"expression_blendshapes": "jawOpen"}, "a list of blendshape names")]:
+                          ({"expression_blendshapes": "jawOpen"}, "a list of strings")]:
         with pytest.raises(InputError, match=expected):
             QCThresholds.from_mapping(bad, "c.toml")

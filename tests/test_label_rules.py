@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from f2b_study.cohort.centre import CohortConfig, LabelRules
 from f2b_study.cohort.label import (
     DXA_INCOMPLETE,
     MENOPAUSE_UNKNOWN,
@@ -17,7 +18,6 @@ from f2b_study.cohort.label import (
     label,
 )
 from f2b_study.cohort.schema import validate
-from f2b_study.config import CohortConfig, LabelRules
 
 BASE = {"patient_id": "p", "sex": "F", "age_years": "65", "menopausal_status": "post",
         "t_spine_l1_l4": "0.5", "t_femoral_neck": "0.5", "t_total_hip": "0.5"}

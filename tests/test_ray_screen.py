@@ -12,10 +12,7 @@ import polars as pl
 import pytest
 
 from f2b_study.errors import InputError
-from f2b_study.inference.screen import screen
-from f2b_study.training.loop import TrainSettings
-from f2b_study.training.run import prepare, train_one
-from tests.conftest import TINY_FACE2BONE
+from tests.conftest import screen_cohort, train_tiny
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster"), pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -36,16 +33,14 @@ def local_ray():
 @pytest.fixture(scope="module")
 def trained(mini_cohort: Path, face_cache: Path, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("ray-run")
-    data = prepare([mini_cohort], photos=None, target="bone_status", run_dir=run, cache_dir=face_cache)
-    train_one(data, arch="face2bone", out=run, settings=TrainSettings(epochs=1, batch_size=8, augment=None),
-              model_config=TINY_FACE2BONE, progress=False)
+    train_tiny([mini_cohort], run, face_cache)
     return run / "best"
 
 
 @pytest.fixture(scope="module")
 def reference(trained: Path, mini_cohort: Path, face_cache: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local-engine")
-    screen([mini_cohort], model_path=trained, out=out, cache_dir=face_cache, progress=False)
+    screen_cohort([mini_cohort], trained, out, face_cache)
     return out
 
 
@@ -63,7 +58,7 @@ def assert_same_outputs(local: Path, other: Path) -> None:
 
 def test_ray_engine_writes_what_the_local_engine_writes(local_ray, trained: Path, reference: Path,
                                                         mini_cohort: Path, face_cache: Path, tmp_path: Path) -> None:
-    result = screen([mini_cohort], model_path=trained, out=tmp_path, cache_dir=face_cache, progress=False,
+    result = screen_cohort([mini_cohort], trained, tmp_path, face_cache,
                     engine="ray", workers=2)
     assert_same_outputs(reference, tmp_path)
     assert result.summary["photos_used"] == result.images.height > 0
@@ -83,7 +78,7 @@ def test_restarted_and_retried_job_has_one_row_per_photo(local_ray, trained: Pat
     monkeypatch.setattr(ray_engine, "merge", driver_dies)
     monkeypatch.setattr(ray_engine, "SHARD_ROWS", 4)
     with pytest.raises(KeyboardInterrupt):
-        screen([mini_cohort], model_path=trained, out=tmp_path, cache_dir=face_cache, progress=False,
+        screen_cohort([mini_cohort], trained, tmp_path, face_cache,
                engine="ray", batch_size=4)
     assert not (tmp_path / "predictions.csv").exists()
     shards = sorted((tmp_path / ".ray-shards").glob("*/run-*/*.parquet"))
@@ -99,7 +94,7 @@ def test_restarted_and_retried_job_has_one_row_per_photo(local_ray, trained: Pat
         return real_merge(root, run_dir)
 
     monkeypatch.setattr(ray_engine, "merge", counting_merge)
-    screen([mini_cohort], model_path=trained, out=tmp_path, cache_dir=face_cache, progress=False, engine="ray",
+    screen_cohort([mini_cohort], trained, tmp_path, face_cache, engine="ray",
            batch_size=4)
     assert scored_again["n"] == lost.filter(pl.col("p_normal").is_not_nan()).height  # only the lost photos
     assert_same_outputs(reference, tmp_path)
@@ -119,6 +114,6 @@ def test_without_ray_the_engine_is_one_clear_error(trained: Path, mini_cohort: P
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(InputError, match=r"pip install '\.\[cluster\]'"):
-        screen([mini_cohort], model_path=trained, out=tmp_path / "x", cache_dir=face_cache, progress=False,
+        screen_cohort([mini_cohort], trained, tmp_path / "x", face_cache,
                engine="ray")
     assert not (tmp_path / "x").exists()

@@ -19,10 +19,8 @@ from f2b_study import CLASSES
 from f2b_study.cli import main
 from f2b_study.errors import InputError
 from f2b_study.inference.pathway import NO_PREDICTION, PATHWAY, recommendation
-from f2b_study.inference.screen import patient_table, screen
-from f2b_study.training.loop import TrainSettings
-from f2b_study.training.run import prepare, train_one
-from tests.conftest import TINY_FACE2BONE
+from f2b_study.inference.screen import patient_table
+from tests.conftest import screen_cohort, train_tiny
 
 pytestmark = [pytest.mark.xdist_group("pipeline"), pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -57,9 +55,7 @@ def test_patient_aggregation_is_the_mean_of_usable_photos() -> None:
 @pytest.fixture(scope="module")
 def trained(mini_cohort: Path, face_cache: Path, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("screen-run")
-    data = prepare([mini_cohort], photos=None, target="bone_status", run_dir=run, cache_dir=face_cache)
-    train_one(data, arch="face2bone", out=run, settings=TrainSettings(epochs=1, batch_size=8, augment=None),
-              model_config=TINY_FACE2BONE, progress=False)
+    train_tiny([mini_cohort], run, face_cache)
     return run
 
 
@@ -72,8 +68,7 @@ def test_screen_outputs_and_patients_without_usable_photos(trained: Path, mini_c
     (cohort / f"{ids[0]}.jpg").write_text("not a photo")
     (cohort / f"{ids[1]}.jpg").unlink()
     shutil.copy(cohort / f"{ids[2]}.jpg", cohort / f"{ids[2]}_second.jpg")
-    result = screen([cohort / "cohort.csv"], model_path=trained / "best", out=tmp_path / "out", cache_dir=face_cache,
-                    progress=False, parquet=True)
+    result = screen_cohort([cohort / "cohort.csv"], trained / "best", tmp_path / "out", face_cache, parquet=True)
     images = pl.read_csv(tmp_path / "out" / "predictions_images.csv")
     patients = pl.read_csv(tmp_path / "out" / "predictions.csv")
     assert patients.height == len(ids) and patients["patient_id"].n_unique() == len(ids)
@@ -101,10 +96,9 @@ def test_resume_after_a_kill_has_one_row_per_photo_and_same_numbers(trained: Pat
                                                                     monkeypatch) -> None:
     import f2b_study.inference.screen as screen_module
 
-    clean = screen([mini_cohort], model_path=trained / "best", out=tmp_path / "clean", cache_dir=face_cache,
-                   progress=False)
+    clean = screen_cohort([mini_cohort], trained / "best", tmp_path / "clean", face_cache)
     monkeypatch.setattr(screen_module, "CHUNK", 5)
-    import f2b_study.inference.engine as engine
+    import f2b_study.models.runtime as engine
 
     real = engine.predict_paths
     calls = {"n": 0}
@@ -117,13 +111,11 @@ def test_resume_after_a_kill_has_one_row_per_photo_and_same_numbers(trained: Pat
 
     monkeypatch.setattr(engine, "predict_paths", dies_on_third_chunk)
     with pytest.raises(KeyboardInterrupt):
-        screen([mini_cohort], model_path=trained / "best", out=tmp_path / "resumed", cache_dir=face_cache,
-               progress=False)
+        screen_cohort([mini_cohort], trained / "best", tmp_path / "resumed", face_cache)
     assert len(list((tmp_path / "resumed" / ".screen-parts").glob("*.npy"))) == 2
     assert not (tmp_path / "resumed" / "predictions.csv").exists()  # nothing half-written
     calls["n"] = -100
-    resumed = screen([mini_cohort], model_path=trained / "best", out=tmp_path / "resumed", cache_dir=face_cache,
-                     progress=False)
+    resumed = screen_cohort([mini_cohort], trained / "best", tmp_path / "resumed", face_cache)
     assert calls["n"] == -100 + 2  # only the two missing chunks ran
     assert resumed.images.height == clean.images.height
     assert resumed.images["photo"].is_unique().all()
@@ -140,7 +132,7 @@ def test_checkpoint_of_another_face_pipeline_is_refused(trained: Path, mini_coho
     sidecar["preprocessing_version"] = "faces-0"
     (copy / "model.json").write_text(json.dumps(sidecar))
     with pytest.raises(InputError, match=r"preprocessing_version.*'faces-0'"):
-        screen([mini_cohort], model_path=copy, out=tmp_path / "o", cache_dir=face_cache, progress=False)
+        screen_cohort([mini_cohort], copy, tmp_path / "o", face_cache)
 
 
 def test_screen_as_typed_uses_defaults(trained: Path, mini_cohort: Path, face_cache: Path, tmp_path: Path) -> None:
@@ -170,8 +162,22 @@ def test_screen_as_typed_uses_defaults(trained: Path, mini_cohort: Path, face_ca
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cpu_and_cuda_give_the_same_classes(trained: Path, mini_cohort: Path, face_cache: Path,
                                             tmp_path: Path) -> None:
-    cpu = screen([mini_cohort], model_path=trained / "best", out=tmp_path / "cpu", cache_dir=face_cache,
-                 device="cpu", progress=False)
-    gpu = screen([mini_cohort], model_path=trained / "best", out=tmp_path / "gpu", cache_dir=face_cache,
-                 device="cuda", progress=False)
+    cpu = screen_cohort([mini_cohort], trained / "best", tmp_path / "cpu", face_cache, device="cpu")
+    gpu = screen_cohort([mini_cohort], trained / "best", tmp_path / "gpu", face_cache, device="cuda")
     assert cpu.patients["predicted"].to_list() == gpu.patients["predicted"].to_list()
+
+
+def test_prespecified_thresholds_decide_the_pathway() -> None:
+    from f2b_study.inference.settings import ScreeningSettings
+
+    cohort = pl.DataFrame({"patient_id": ["a", "b", "c"]})
+    images = pl.DataFrame({
+        "patient_id": ["a", "b", "c"], "photo": ["a1", "b1", "c1"],
+        "p_normal": [0.70, 0.50, 0.9], "p_osteopenia": [0.05, 0.45, 0.05], "p_osteoporosis": [0.25, 0.05, 0.05],
+        "predicted": ["normal", "normal", "normal"], "qc_status": ["ok"] * 3, "qc_reason": [None] * 3})
+    by_class = patient_table(cohort, images)
+    assert by_class["recommendation"].to_list() == [PATHWAY["normal"]] * 3
+    rules = ScreeningSettings(osteoporosis_threshold=0.2, low_bone_mass_threshold=0.4)
+    table = patient_table(cohort, images, rules)
+    assert table["recommendation"].to_list() == [PATHWAY["osteoporosis"], PATHWAY["osteopenia"], PATHWAY["normal"]]
+    assert table["pathway_rule"][0] == "p_osteoporosis ≥ 0.2 (pre-specified)"

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from f2b_study.config import load_config
-from f2b_study.study import StudySettings, run_study
+from f2b_study.config import load_study
+from f2b_study.study import run_study
 from tests.conftest import TINY_FACE2BONE, make_mini_cohort
 
 pytestmark = [pytest.mark.xdist_group("pipeline"), pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -25,11 +25,12 @@ def test_two_centre_study(tmp_path: Path, face_cache: Path) -> None:
         (tmp_path / f"{name}.toml").write_text(
             f'name = "{name}"\ncsv = "data/{name}.csv"\nphotos = "data"\n[report]\nsimulated_labels = true\n'
             '[explain]\nmax_images = 6\nfacenet_input = "original"\npixel_max_per_class = 2\n')
-    configs = [load_config(tmp_path / f"{n}.toml") for n in ("north", "south")]
-    settings = StudySettings.from_config(configs[0], epochs=2, replicates=30, cache_dir=face_cache,
-                                         model_config=TINY_FACE2BONE)
-    result = run_study(configs, tmp_path / "out", settings)
-    flow = result.flow
+    model = {k: v for k, v in TINY_FACE2BONE.items() if k != "input_size"}
+    study = load_study([tmp_path / f"{n}.toml" for n in ("north", "south")],
+                       {"train": {"epochs": 2, "model": model, "input_size": TINY_FACE2BONE["input_size"]},
+                        "report": {"bootstrap": 30}})
+    result = run_study(study, tmp_path / "out", cache_dir=face_cache)
+    flow = result.flow.to_dict()
     assert flow["enrolled"] == 21 and flow["eligible"] == 21
     assert flow["analysed"] + flow["no_photo"] + sum(flow["photo_qc_excluded"].values()) == flow["eligible"]
     assert sum(flow["split"].values()) == flow["analysed"]

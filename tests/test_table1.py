@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from scipy import stats
 
 from f2b_study.cli import main
-from f2b_study.stats.table1 import OVERALL, table1
+from f2b_study.errors import InputError
+from f2b_study.stats.table1 import OVERALL, footnote, summary_rules, table1, to_html
 
 
 def paper_split_table() -> pl.DataFrame:
@@ -106,7 +108,7 @@ def test_cli_json_shape_and_outputs(tmp_path, capsys) -> None:
     html_out = tmp_path / "t1.html"
     assert main(["table1", str(path), "--by", "split", "--json", "--out", str(html_out)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert all(set(r) == {"variable", "level", "groups", "p", "test"} for r in rows)
+    assert all(set(r) == {"variable", "level", "groups", "p", "test", "summary", "rule"} for r in rows)
     sex = [r for r in rows if r["variable"] == "sex"]
     assert sex[0]["level"] == "F" or sex[0]["level"] == "M"
     assert round(sex[0]["p"], 3) == 0.274
@@ -134,3 +136,86 @@ def test_eligible_rows_only_by_default(tmp_path, capsys) -> None:
     assert rows[0]["groups"] == {OVERALL: "2", "M": "1", "F": "1"}
     assert main(["table1", str(path), "--by", "sex", "--json", "--all-rows"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["groups"][OVERALL] == "3"
+
+
+def test_binary_and_two_level_numeric_columns_are_categorical_with_their_rule() -> None:
+    rng = np.random.default_rng(4)
+    n = 200
+    frame = pl.DataFrame({"g": rng.choice(["a", "b"], n), "smoker": rng.choice([0, 1], n),
+                          "grade": rng.choice(["1", "2"], n), "age_years": rng.normal(70, 8, n),
+                          "weight_kg": rng.lognormal(4.2, 0.4, n)})
+    result = table1(frame, "g", ["smoker", "grade", "age_years", "weight_kg"])
+    smoker = rows_of(result, "smoker")
+    assert [r.level for r in smoker] == ["0", "1"] and smoker[0].summary == "n (%)"
+    assert smoker[0].rule == "0/1-coded: categorical"
+    assert smoker[0].test.startswith("Chi-square")
+    assert rows_of(result, "grade")[0].rule == "two distinct values: categorical"
+    age, weight = rows_of(result, "age_years")[0], rows_of(result, "weight_kg")[0]
+    assert age.summary == "mean ± SD" and age.rule == "Shapiro–Wilk P ≥ 0.01 in every group"
+    assert weight.summary == "median (IQR)" and weight.rule.startswith("Shapiro–Wilk P < 0.01 in ")
+    rules = summary_rules(result)
+    assert [r["variable"] for r in rules] == ["smoker", "grade", "age_years", "weight_kg"]
+    note = footnote(result)
+    assert "mean ± SD: Age (years)" in note and "median (IQR): Weight (kg) (Shapiro–Wilk P < 0.01 in" in note
+    assert "(smoker, grade)" in note
+    assert html.escape(note) in to_html(result)
+
+
+def test_constant_or_tiny_groups_say_why_median() -> None:
+    frame = pl.DataFrame({"g": ["a", "a", "b", "b", "b", "b"], "bmi": [20.0, 21.0, 22.0, 25.0, 23.0, 30.0]})
+    row = rows_of(table1(frame, "g"), "bmi")[0]
+    assert row.summary == "median (IQR)" and "fewer than 3 values or all equal in a" in row.rule
+
+
+def _cli_error(tmp_path, capsys, frame, args, expect):
+    path = tmp_path / "t.csv"
+    frame.write_csv(path)
+    assert main(["table1", str(path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for part in expect:
+        assert part in err, err
+
+
+def test_refusals_name_row_and_value(tmp_path, capsys) -> None:
+    n = 120
+    base = pl.DataFrame({"patient_id": [f"P{i:04d}" for i in range(n)], "sex": ["F", "M"] * (n // 2),
+                         "age_years": [str(50 + i % 40) for i in range(n)],
+                         "bmd": [f"{0.8 + i / 1000:.3f}" for i in range(n)]})
+    _cli_error(tmp_path, capsys, base, ["--by", "sex", "--vars", "patient_id"],
+               ["column 'patient_id'", "row 52", "'P0050'", "120 distinct values", "identifier"])
+    many = base.with_columns(pl.Series("comment", [f"note {i % 60}" for i in range(n)]))
+    _cli_error(tmp_path, capsys, many, ["--by", "sex", "--vars", "comment"],
+               ["column 'comment'", "row 52", "'note 50'", "at most 50 levels"])
+    typo = base.with_columns(pl.when(pl.int_range(pl.len()) == 6).then(pl.lit("7four")).otherwise(pl.col("age_years"))
+                             .alias("age_years"))
+    _cli_error(tmp_path, capsys, typo, ["--by", "sex", "--vars", "age_years"],
+               ["row 8", "column 'age_years'", "'7four'", "a number (an age in years"])
+    other = base.with_columns(pl.when(pl.int_range(pl.len()) == 9).then(pl.lit("0,9x")).otherwise(pl.col("bmd"))
+                              .alias("bmd"))
+    _cli_error(tmp_path, capsys, other, ["--by", "sex", "--vars", "bmd"],
+               ["row 11", "column 'bmd'", "'0,9x'", "the other values of this column are numbers"])
+    negative = base.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("-61")).otherwise(
+        pl.col("age_years")).alias("age_years"))
+    _cli_error(tmp_path, capsys, negative, ["--by", "sex", "--vars", "age_years"],
+               ["row 5", "column 'age_years'", "'-61'", "from 0 to 130"])
+    duplicated = pl.concat([base, base.slice(10, 1)])
+    _cli_error(tmp_path, capsys, duplicated, ["--by", "sex", "--vars", "age_years"],
+               [f"row {n + 2}", "column 'patient_id'", "'P0010'", "also on row 12", "twice"])
+
+
+def test_rows_keep_their_file_numbers_after_the_eligible_filter(tmp_path, capsys) -> None:
+    frame = pl.DataFrame({"sex": ["F", "M", "F", "M"], "eligible": [False, True, True, True],
+                          "age_years": ["60", "70", "seventy", "65"]})
+    _cli_error(tmp_path, capsys, frame, ["--by", "sex", "--vars", "age_years"], ["row 4", "'seventy'"])
+
+
+def test_text_column_with_few_levels_stays_categorical() -> None:
+    frame = pl.DataFrame({"g": ["a", "b"] * 10, "site": ["1", "2", "3", "unknown"] * 5})
+    rows = rows_of(table1(frame, "g", ["site"]), "site")
+    assert [r.level for r in rows] == ["1", "2", "3", "unknown"] and rows[0].rule == "text column"
+    ids = pl.DataFrame({"g": ["a", "b"] * 10, "patient_id": [f"ID{i}" for i in range(20)]})
+    with pytest.raises(InputError, match=r"row 2, column 'patient_id': value 'ID0'.*20 distinct values.*identifier"):
+        table1(ids, "g", ["patient_id"], source="ids.csv")
+    with pytest.raises(InputError, match="one row per patient"):
+        table1(pl.DataFrame({"g": ["a", "b"], "patient_id": ["X", "X"]}), "g", [])

@@ -15,10 +15,10 @@ import torch
 from f2b_study.cli import main
 from f2b_study.errors import InputError
 from f2b_study.training.augment import AugmentConfig, augment
-from f2b_study.training.loop import TrainSettings
-from f2b_study.training.run import prepare, train_one
+from f2b_study.training.run import train_one
+from f2b_study.training.settings import TrainSettings
 from f2b_study.training.split import patient_split
-from tests.conftest import TINY_FACE2BONE, make_mini_cohort
+from tests.conftest import TINY_FACE2BONE, make_mini_cohort, prepare
 
 pytestmark = [pytest.mark.xdist_group("pipeline"), pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -58,8 +58,7 @@ def test_augmentation_depends_only_on_its_generator() -> None:
 
 @pytest.fixture(scope="module")
 def data(mini_cohort: Path, face_cache: Path, tmp_path_factory) -> object:
-    return prepare([mini_cohort], photos=None, target="bone_status", run_dir=tmp_path_factory.mktemp("prep"),
-                   cache_dir=face_cache)
+    return prepare([mini_cohort], cache=face_cache)[0]
 
 
 def same_weights(run_a: Path, run_b: Path) -> bool:
@@ -71,7 +70,10 @@ def same_weights(run_a: Path, run_b: Path) -> bool:
 
 
 def settings(**overrides) -> TrainSettings:
-    values = {"epochs": 3, "batch_size": 8, "patience": 10, "augment": None, "max_lr": 3e-3}
+    """The tiny Face2Bone with a short recipe (no augmentation unless asked)."""
+    model = {k: v for k, v in TINY_FACE2BONE.items() if k != "input_size"}
+    values = {"epochs": 3, "batch_size": 8, "patience": 10, "augment": ("none",), "lr": 3e-3, "model": model,
+              "input_size": TINY_FACE2BONE["input_size"]}
     values.update(overrides)
     return TrainSettings(**values)
 
@@ -86,11 +88,10 @@ def test_prepare_counts_and_splits(data) -> None:
 
 
 def test_training_reduces_loss_and_seeds_reproduce(data, tmp_path: Path) -> None:
-    first = train_one(data, arch="face2bone", out=tmp_path / "a", settings=settings(epochs=6),
-                      model_config=TINY_FACE2BONE, progress=False)
+    first = train_one(data, settings(epochs=6), out=tmp_path / "a", progress=False)
     metrics = pl.read_csv(tmp_path / "a" / "metrics.csv")
     assert metrics["train_loss"][-1] < metrics["train_loss"][0]
-    train_one(data, arch="face2bone", out=tmp_path / "b", settings=settings(epochs=6), model_config=TINY_FACE2BONE,
+    train_one(data, settings(epochs=6), out=tmp_path / "b",
               progress=False)
     assert pl.read_csv(tmp_path / "b" / "metrics.csv").drop("seconds", "images_per_second").equals(
         metrics.drop("seconds", "images_per_second"))
@@ -98,19 +99,20 @@ def test_training_reduces_loss_and_seeds_reproduce(data, tmp_path: Path) -> None
     sidecar = json.loads((tmp_path / "a" / "best" / "model.json").read_text())
     assert sidecar["training_cohort_hash"] == data.cohort_hash and sidecar["seed"] == 42
     assert sidecar["facenet_weights"]["source"] == "random-init"
-    assert first["status"] == "finished"
+    assert first.record.status == "finished"
     predictions = pl.read_csv(tmp_path / "a" / "val_predictions.csv")
     scored = predictions.filter(pl.col("split") == "validation")
     assert np.allclose(scored.select("p_normal", "p_osteopenia", "p_osteoporosis").sum_horizontal(), 1, atol=1e-5)
     assert (predictions["split"] == "train").sum() > 0  # training rows carry covariates for the comparator
     assert "overall" in json.loads((tmp_path / "a" / "evaluation.json").read_text())
-    assert (tmp_path / "a" / "training_curve.svg").read_text().startswith("<?xml")
+    from f2b_study.report.training_curve import write_training_curve
+
+    assert write_training_curve(tmp_path / "a", "tiny").read_text().startswith("<?xml")
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(data, tmp_path: Path, monkeypatch) -> None:
     full = tmp_path / "full"
-    train_one(data, arch="face2bone", out=full, settings=settings(augment=AugmentConfig()),
-              model_config=TINY_FACE2BONE, progress=False)
+    train_one(data, settings(augment=None), out=full, progress=False)
     killed = tmp_path / "killed"
     import f2b_study.training.loop as loop
 
@@ -125,31 +127,27 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(data, tmp_path: Path
 
     monkeypatch.setattr(loop.Trainer, "validate", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        train_one(data, arch="face2bone", out=killed, settings=settings(augment=AugmentConfig()),
-                  model_config=TINY_FACE2BONE, progress=False)
+        train_one(data, settings(augment=None), out=killed, progress=False)
     monkeypatch.setattr(loop.Trainer, "validate", original)
     assert len(pl.read_csv(killed / "metrics.csv")) == 1  # epoch 1 kept, epoch 2 lost
     with pytest.raises(InputError, match="--resume"):
-        train_one(data, arch="face2bone", out=killed, settings=settings(augment=AugmentConfig()),
-                  model_config=TINY_FACE2BONE, progress=False)
-    train_one(data, arch="face2bone", out=killed, settings=settings(augment=AugmentConfig()),
-              model_config=TINY_FACE2BONE, resume=True, progress=False)
+        train_one(data, settings(augment=None), out=killed, progress=False)
+    train_one(data, settings(augment=None), out=killed, resume=True, progress=False)
     a = pl.read_csv(full / "metrics.csv").drop("seconds", "images_per_second")
     b = pl.read_csv(killed / "metrics.csv").drop("seconds", "images_per_second")
     assert a.equals(b)
     assert same_weights(full, killed)
-    with pytest.raises(InputError, match="differs: settings"):
-        train_one(data, arch="face2bone", out=killed, settings=settings(epochs=4), model_config=TINY_FACE2BONE,
+    with pytest.raises(InputError, match="differs: recipe"):
+        train_one(data, settings(epochs=4), out=killed,
                   resume=True, progress=False)
 
 
 def test_target_sex(data, mini_cohort: Path, face_cache: Path, tmp_path: Path) -> None:
-    sex = prepare([mini_cohort], photos=None, target="sex", run_dir=tmp_path / "sex", cache_dir=face_cache)
+    sex = prepare([mini_cohort], cache=face_cache, target="sex")[0]
     assert sex.classes == ["F", "M"]
-    run = train_one(sex, arch="face2bone", out=tmp_path / "sex", settings=settings(epochs=1),
-                    model_config=TINY_FACE2BONE, progress=False, resume=True)
+    run = train_one(sex, settings(epochs=1), out=tmp_path / "sex", progress=False, resume=True)
     summary = json.loads((tmp_path / "sex" / "evaluation.json").read_text())["summary"]
-    assert run["classes"] == ["F", "M"] and 0 <= summary["auc"] <= 1 and len(summary["auc_ci"]) == 2
+    assert run.record.classes == ["F", "M"] and 0 <= summary["auc"] <= 1 and len(summary["auc_ci"]) == 2
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -193,11 +191,11 @@ def test_patient_whose_photos_all_fail_is_left_out_with_a_reason(tmp_path: Path,
     first = pl.read_csv(cohort)["patient_id"][0]
     (tmp_path / "c" / f"{first}.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "c" / "stranger.jpg").write_bytes(b"x")
-    data = prepare([cohort], photos=None, target="bone_status", run_dir=tmp_path / "run", cache_dir=face_cache)
-    assert (tmp_path / "run" / "photos.log").read_text() == "[cohort] photo that matches no patient: stranger.jpg\n"
+    data = prepare([cohort], cache=face_cache)[0]
+    assert data.cohort.join_log == ("[cohort] photo that matches no patient: stranger.jpg",)
     assert first not in data.patients["patient_id"].to_list()
     assert data.excluded["no usable photo"] >= 1
-    row = data.preprocess.filter(pl.col("patient_id") == first)
+    row = data.faces.frame.filter(pl.col("patient_id") == first)
     assert row["status"].to_list() == ["excluded"] and row["reason"].to_list() == ["unreadable"]
 
 

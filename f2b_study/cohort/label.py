@@ -10,8 +10,9 @@ from typing import TypeVar
 
 import polars as pl
 
-from f2b_study.cohort.schema import EXCLUSION_FLAGS, HIP_T, SITES, SPINE_T, T_COLUMNS, Z_COLUMNS, Cohort
-from f2b_study.config import LabelRules
+from f2b_study.cohort.centre import LabelRules
+from f2b_study.cohort.columns import EXCLUSION_FLAGS, HIP_T, SITES, SPINE_T, T_COLUMNS, Z_COLUMNS
+from f2b_study.cohort.schema import Cohort
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
@@ -38,15 +39,6 @@ DXA_INCOMPLETE = "DXA incomplete"
 Z_MISSING = "Z-score missing"
 
 LABEL_COLUMNS = ("bone_status", "lowest_t_score", "lowest_t_site", "eligible", "exclusion_reason")
-
-METHODS_TEXT = (
-    "Bone status follows the WHO criteria on the lowest T-score among lumbar spine L1–L4, femoral neck and total "
-    "hip (ISCD lowest-T-score rule): osteoporosis T ≤ −2.5; osteopenia −2.5 < T < −1.0; normal T ≥ −1.0. The "
-    "WHO wording puts T = −1.0 in the normal class; the Face2Bone paper's text says \"> −1.0\": this tool follows "
-    "WHO. Eligible: postmenopausal women and men aged over {men_min_age:g}; records need at least one spine and one "
-    "hip T-score."
-)
-
 
 def young_men_reason(rules: LabelRules) -> str:
     return f"man aged {rules.men_min_age:g} or younger"

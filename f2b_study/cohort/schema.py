@@ -15,26 +15,19 @@ from pathlib import Path
 
 import polars as pl
 
-from f2b_study.config import CohortConfig, load_config
+from f2b_study.cohort.centre import CohortConfig, read_centre
+from f2b_study.cohort.columns import (
+    CANONICAL_COLUMNS,
+    EXCLUSION_FLAGS,
+    HIP_T,
+    REQUIRED,
+    T_COLUMNS,
+    Z_COLUMNS,
+)
 from f2b_study.errors import InputError
 from f2b_study.tables import FIRST_DATA_ROW, read_table
 
 log = logging.getLogger(__name__)
-
-T_COLUMNS = ("t_spine_l1_l4", "t_femoral_neck", "t_total_hip")
-Z_COLUMNS = ("z_spine_l1_l4", "z_femoral_neck", "z_total_hip")
-SITES = ("spine_l1_l4", "femoral_neck", "total_hip")
-SPINE_T = ("t_spine_l1_l4",)
-HIP_T = ("t_femoral_neck", "t_total_hip")
-EXCLUSION_FLAGS = (
-    "consent",
-    "prior_spine_hip_surgery",
-    "ankylosing_spondylitis",
-    "bedridden",
-    "cognitive_impairment",
-    "facial_surgery",
-    "facial_skin_disease",
-)
 
 # canonical numeric columns and their plausible range (inclusive); outside it is an input error
 NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
@@ -45,11 +38,6 @@ NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
     **{c: (-10, 10, "a T-score from -10 to 10") for c in T_COLUMNS},
     **{c: (-10, 10, "a Z-score from -10 to 10") for c in Z_COLUMNS},
 }
-CANONICAL_COLUMNS = (
-    "patient_id", "center", "sex", "age_years", "menopausal_status", "height_cm", "weight_kg", "bmi",
-    *T_COLUMNS, *Z_COLUMNS, "photo", "split", *EXCLUSION_FLAGS,
-)
-REQUIRED = ("patient_id", "sex", "age_years")
 
 SEX_CODES = {"f": "F", "female": "F", "w": "F", "m": "M", "male": "M"}
 MENOPAUSE_CODES = {"post": "post", "postmenopausal": "post", "pre": "pre", "premenopausal": "pre"}
@@ -91,7 +79,7 @@ class LazyCohort:
 def load_cohort(source: str | Path | CohortConfig, *, require_dxa: bool = True) -> Cohort:
     """Read, map and validate a cohort given as a CSV/XLSX path, a `.toml` config path or a loaded config.
     ``require_dxa=False`` accepts a table without T-score columns (screening a population without DXA)."""
-    config = source if isinstance(source, CohortConfig) else load_config(source)
+    config = source if isinstance(source, CohortConfig) else read_centre(source)
     raw = read_table(config.table)
     return validate(raw, config, require_dxa=require_dxa)
 
@@ -101,7 +89,7 @@ def scan_cohort(source: str | Path | CohortConfig, *, require_dxa: bool = True) 
     passes, each holding no more than polars' working set) and the typed rows stay a LazyFrame."""
     from f2b_study.cohort.scan import scan_table
 
-    config = source if isinstance(source, CohortConfig) else load_config(source)
+    config = source if isinstance(source, CohortConfig) else read_centre(source)
     return validate_lazy(scan_table(config.table), config, require_dxa=require_dxa, from_file=True)
 
 

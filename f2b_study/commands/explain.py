@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from f2b_study.commands._common import add_command, print_json
-from f2b_study.faces.cache import DEFAULT_CACHE
+from f2b_study.commands._common import add_command, cache_folder, load_study_args, print_json
 
 
 def register(sub: Any) -> None:
@@ -26,8 +25,8 @@ def register(sub: Any) -> None:
         "  f2b-study explain dxa.csv --photos photos/ --model runs/a --out x --split all --device cuda\n")
     parser.add_argument("cohort", nargs="+", help="cohort table(s) (.csv/.xlsx) or config(s) (.toml)")
     parser.add_argument("--photos", type=Path, help="photo folder (default: the config's, else the table's folder)")
-    parser.add_argument("--model", type=Path, required=True, help="run folder (runs/NAME), its best/ folder, or a "
-                        "checkpoint's model.json")
+    parser.add_argument("--model", help="run folder (runs/NAME), its best/ folder, or a checkpoint's model.json "
+                        "(default: the config's [model] path, else the newest run in runs/)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--split", choices=("validation", "train", "all"),
                         help="which patients (default validation: the run's validation patients and any it never saw)")
@@ -41,59 +40,40 @@ def register(sub: Any) -> None:
                         "the unmasked face (original: ~10x cheaper on a CPU; attributes the image branch only)")
     parser.add_argument("--max-images", type=int, help="explain at most N photos (whole patients, class-stratified)")
     parser.add_argument("--n-concepts", type=int, help="CRAFT concepts per class (default 6)")
-    parser.add_argument("--no-craft", action="store_true", help="skip CRAFT")
-    parser.add_argument("--no-pixel-maps", action="store_true", help="skip the gradient maps")
+    parser.add_argument("--no-craft", dest="craft", action="store_const", const=False, help="skip CRAFT")
+    parser.add_argument("--no-pixel-maps", dest="pixel_maps", action="store_const", const=False,
+                        help="skip the gradient maps")
     parser.add_argument("--batch-size", type=int, help="composite images per forward pass (default 256 on CUDA, 64 "
                         "on the CPU)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--no-bf16", action="store_true", help="float32 on the GPU")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, help="float32 on the GPU")
     parser.add_argument("--seed", type=int, help="seed of subsets, NMF and Sobol designs (default 0)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache folder")
+    parser.add_argument("--cache", type=Path, help="face cache folder (default .f2b-cache/faces)")
     parser.add_argument("--json", action="store_true", help="print the tables and settings as JSON")
     parser.set_defaults(func=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
-    """Settings: defaults, then the first config's [explain] section, then the flags; and its [qc] section."""
-    import dataclasses
-
-    from f2b_study.config import load_config
-    from f2b_study.explain.craft import CraftConfig
-    from f2b_study.explain.run import ExplainSettings, settings_from_config, validate
-
-    settings = ExplainSettings()
-    qc = None
-    first = Path(args.cohort[0])
-    if first.suffix.lower() == ".toml":
-        config = load_config(first)
-        settings = settings_from_config(config.section("explain"), first, settings)
-        qc = config.section("qc") or None
-    for flag in ("split", "baseline", "blur_sigma", "output", "facenet_input", "max_images", "batch_size", "seed"):
-        value = getattr(args, flag)
-        if value is not None:
-            setattr(settings, flag, value)
-    settings.device = args.device
-    settings.bf16 = not args.no_bf16
-    if args.no_pixel_maps:
-        settings.pixel_maps = False
-    if args.no_craft:
-        settings.craft = None
-    elif args.n_concepts is not None:
-        settings.craft = dataclasses.replace(settings.craft or CraftConfig(), n_concepts=args.n_concepts)
-    if settings.craft is not None:
-        settings.craft = dataclasses.replace(settings.craft, seed=settings.seed)
-    validate(settings, "command line")
-    return settings, qc
+FLAGS = {name: f"explain.{name}" for name in (
+    "split", "baseline", "blur_sigma", "output", "facenet_input", "max_images", "n_concepts", "craft", "pixel_maps",
+    "batch_size", "bf16", "seed")}
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from f2b_study.cohort.cohort_photos import build_cohort_photos
+    from f2b_study.commands.screen import resolve_model
     from f2b_study.explain.run import run_explain
+    from f2b_study.faces.table import standardise
 
-    settings, qc = settings_from_args(args)
-    result, files = run_explain(args.cohort, photos=args.photos, model_path=args.model, out=args.out,
-                                settings=settings, cache=args.cache, qc=qc, progress=sys.stderr.isatty())
+    study = load_study_args(args.cohort, args, FLAGS)
+    checkpoint, how = resolve_model(args.model, study)
+    if how != "--model":
+        print(f"f2b-study explain: using {checkpoint.path} ({how})", file=sys.stderr)
+    cohort = build_cohort_photos(study.centres, photos=args.photos, target="bone_status")
+    faces = standardise(cohort.photos_of(cohort.patients["patient_id"]), qc=study.qc, cache_dir=cache_folder(args))
+    result, files = run_explain(cohort, faces, checkpoint, out=args.out, settings=study.explain, device=args.device,
+                                progress=sys.stderr.isatty())
     doc = result.document
     if args.json:
         print_json({key: doc[key] for key in ("model", "settings", "baseline", "n_images", "n_patients",

@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from f2b_study.cohort.label import label_frame
     from f2b_study.cohort.scan import csv_errors
     from f2b_study.cohort.schema import ROW, scan_cohort
+    from f2b_study.config import load_study
 
-    cohort = scan_cohort(args.cohort)  # every check has run; nothing is written before this line
+    centre = load_study([args.cohort]).centres[0]  # the whole config is checked, not only [columns] and [rules]
+    cohort = scan_cohort(centre)  # every check has run; nothing is written before this line
     labelled = label_frame(cohort.frame, cohort.config.rules)
     out = args.out or Path("reports") / cohort.name / "labelled.csv"
     with csv_errors(cohort.config.table), atomic_path(out, suffix=".csv") as tmp:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from f2b_study.commands._common import add_command, print_json, warn
+from f2b_study.commands._common import add_command, cache_folder, cores, load_study_args, print_json, warn
 
 
 def register(sub: Any) -> None:
@@ -17,7 +17,8 @@ def register(sub: Any) -> None:
         "face region on black, 512x512) or a named reason why not: unreadable, no_face, multiple_faces, "
         "low_confidence, face_too_small, extreme_pose (and eyes_closed, non_neutral_expression, which are "
         "flags unless the config's [qc] makes them exclusions). Writes OUT/preprocess.csv, one row per photo; "
-        "faces stay in the cache (OUT/cache). Reruns reuse the cache: only new or changed photos are "
+        "faces stay in the face cache (.f2b-cache/faces, the one every command uses). "
+        "Reruns reuse the cache: only new or changed photos are "
         "processed, and an interrupted run continues where it stopped. Without a cohort, every image in "
         "--photos is a photo and its patient_id is the folder name for DIR/<id>/*, else the file name up to "
         "its first '_' (P001_front.jpg -> P001).",
@@ -28,7 +29,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--photos", type=Path,
                         help="photo folder (default: the config's photos, else the cohort table's folder)")
     parser.add_argument("--out", type=Path, help="output folder (default reports/<cohort name>)")
-    parser.add_argument("--cache", type=Path, help="face cache folder (default OUT/cache)")
+    parser.add_argument("--cache", type=Path, help="face cache folder (default .f2b-cache/faces)")
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes, one face model each (default: one per CPU core)")
     parser.add_argument("--json", action="store_true", help="print counts by status, reason and flag as JSON")
@@ -38,39 +39,40 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from f2b_study.atomic import write_text
     from f2b_study.errors import InputError
-    from f2b_study.faces.preprocess import photos_from_folder, preprocess_photos
+    from f2b_study.faces.preprocess import photos_from_folder
     from f2b_study.faces.qc import QCThresholds
+    from f2b_study.faces.table import standardise
 
     if args.workers < 0:
         raise InputError.at("--workers", value=args.workers, expected="a number of worker processes >= 1")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = args.workers or cores
+    workers = args.workers or cores()
     log_lines: list[str] = []
     join_counts: dict[str, int] = {}
     if args.cohort:
-        from f2b_study.cohort.photos import join_photos
-        from f2b_study.cohort.schema import load_cohort
+        from f2b_study.cohort.cohort_photos import build_cohort_photos
 
-        cohort = load_cohort(args.cohort)
-        config = cohort.config
-        root = args.photos or config.default_photos
-        join = join_photos(cohort.frame, root, table=config.table)
-        photos, log_lines, join_counts = join.photos, join.log_lines(), join.counts()
-        thresholds = QCThresholds.from_mapping(config.section("qc"), config.source or config.table)
-        out = args.out or Path("reports") / cohort.name
+        study = load_study_args(args.cohort, args, {})
+        cohort = build_cohort_photos(study.centres, photos=args.photos, target=None, require_dxa=False)
+        photos, log_lines, qc = cohort.photos, list(cohort.join_log), study.qc
+        join_counts = {"photos": photos.height, "patients_with_photos": photos["patient_id"].n_unique(),
+                       "patients_without_photos": sum("patient without photos" in line for line in log_lines),
+                       "unmatched_photos": cohort.unmatched_photos(),
+                       "missing_files": sum("named in the cohort but missing" in line for line in log_lines)}
+        out = args.out or Path("reports") / study.name
     else:
         if args.photos is None:
             raise InputError.at("f2b-study preprocess", show_value=False,
                                 expected="a cohort (COHORT.csv / .toml) or --photos DIR (or both)")
         photos = photos_from_folder(args.photos)
-        thresholds = QCThresholds()
+        qc = QCThresholds()
         out = args.out or Path("reports") / Path(os.path.realpath(args.photos)).name
     if photos.height == 0:
         warn("preprocess", "no photos to process (see preprocess_log.txt)")
-    result = preprocess_photos(photos, out, cache_dir=args.cache, workers=workers, thresholds=thresholds)
+    faces = standardise(photos, qc=qc, cache_dir=cache_folder(args), workers=workers)
+    csv_path = faces.write_csv(out / "preprocess.csv")
     write_text(out / "preprocess_log.txt", "".join(f"{line}\n" for line in log_lines))
-    summary = result.summary()
-    summary.update(join=join_counts, workers=workers, log=str(out / "preprocess_log.txt"))
+    summary = faces.summary()
+    summary.update(output=str(csv_path), join=join_counts, workers=workers, log=str(out / "preprocess_log.txt"))
     if args.json:
         print_json(summary)
     else:

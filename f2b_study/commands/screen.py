@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from f2b_study.commands._common import add_command, print_json
-from f2b_study.faces.cache import DEFAULT_CACHE
+from f2b_study.commands._common import add_command, cache_folder, load_study_args, print_json
 
 
 def register(sub: Any) -> None:
@@ -36,9 +35,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--workers", type=int, help="local engine: face-loading workers (default: cores − 1 on a "
                         "GPU host); ray engine: inference actors (default: the cluster's GPUs, else 1)")
     parser.add_argument("--preprocess-workers", type=int, default=1, help="processes for face standardisation")
-    parser.add_argument("--no-bf16", action="store_true", help="run in float32 on the GPU")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_const", const=False,
+                        help="run in float32 on the GPU")
     parser.add_argument("--parquet", action="store_true", help="also write the predictions as Parquet")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache folder")
+    parser.add_argument("--cache", type=Path, help="face cache folder (default .f2b-cache/faces)")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this machine (default); ray: a Ray cluster (the optional extra 'cluster')")
     parser.add_argument("--ray-address", help="Ray cluster to join: ray://HEAD:10001, HEAD:6379 or auto (default: "
@@ -47,24 +47,63 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from f2b_study.config import load_config
-    from f2b_study.inference.screen import resolve_model, screen
+FLAGS = {"batch_size": "screening.batch_size", "bf16": "screening.bf16"}
 
-    configs = [load_config(c) for c in args.cohort]
-    model_path, how = resolve_model(args.model, configs)
+
+def resolve_model(model: str | None, study: Any) -> tuple[Any, str]:
+    """(checkpoint, how it was chosen): --model, else the config's [model] path, else the newest run in runs/."""
+    from f2b_study.errors import InputError
+    from f2b_study.models.runtime import newest_run, resolve_checkpoint
+
+    if model is not None:
+        return resolve_checkpoint(model), "--model"
+    configured = study.model_path()
+    if configured is not None:
+        return resolve_checkpoint(configured), f"the model named in {study.section_files['model']}"
+    newest = newest_run()
+    if newest is None:
+        raise InputError("no trained model found: train one with `f2b-study train COHORT --out runs/NAME`, or pass "
+                         "--model runs/NAME")
+    return resolve_checkpoint(newest), "the newest run in runs/"
+
+
+def run(args: argparse.Namespace) -> int:
+    from f2b_study.cohort.cohort_photos import build_cohort_photos
+    from f2b_study.faces.table import standardise
+    from f2b_study.inference.screen import check_checkpoint, ray_faces_and_scores, screen
+    from f2b_study.report.screening import write_screening_report
+
+    study = load_study_args(args.cohort, args, FLAGS)
+    checkpoint, how = resolve_model(args.model, study)
+    check_checkpoint(checkpoint)  # a refused model stops before any photo is processed
     if how != "--model":
-        print(f"f2b-study screen: using {model_path} ({how})", file=sys.stderr)
-    out = args.out or Path("reports") / "+".join(c.name for c in configs)
-    result = screen(configs, model_path=model_path, out=out, photos=args.photos, cache_dir=args.cache,
-                    device=args.device, batch_size=args.batch_size, workers=args.workers,
-                    preprocess_workers=args.preprocess_workers, parquet=args.parquet, bf16=not args.no_bf16,
-                    engine=args.engine, ray_address=args.ray_address)
+        print(f"f2b-study screen: using {checkpoint.path} ({how})", file=sys.stderr)
+    if args.engine == "ray":
+        from f2b_study.inference.ray_engine import import_ray
+
+        import_ray()  # a missing extra fails before any work
+    out = args.out or Path("reports") / study.name
+    cohort = build_cohort_photos(study.centres, photos=args.photos, target=None, require_dxa=False)
+    cache = cache_folder(args)
+    settings = study.screening
+    if args.engine == "ray":
+        faces, probabilities = ray_faces_and_scores(
+            cohort, qc=study.qc, checkpoint=checkpoint, out=out, cache_dir=cache, device=args.device,
+            batch_size=settings.batch_size, workers=args.workers, bf16=settings.bf16, address=args.ray_address,
+            progress=None)
+    else:
+        faces = standardise(cohort.photos, qc=study.qc, cache_dir=cache, workers=args.preprocess_workers)
+        probabilities = None
+    result = screen(cohort, faces, checkpoint, out=out, device=args.device, batch_size=settings.batch_size,
+                    workers=args.workers, bf16=settings.bf16, parquet=args.parquet, probabilities=probabilities,
+                    thresholds=settings)
+    write_screening_report(result, out, study.report.title)
     if args.json:
         print_json({**result.summary, "files": {k: str(v) for k, v in result.files.items()}})
         return 0
     s = result.summary
-    print(f"screened {s['patients']} patients ({s['photos_used']}/{s['photos']} photos usable) with {model_path}")
+    print(f"screened {s['patients']} patients: {s['patients_with_prediction']} with a prediction, from "
+          f"{s['photos_used']} of {s['photos']} photos usable ({checkpoint.path})")
     for name, n in s["by_predicted_class"].items():
         print(f"  predicted {name:<13} {n:>6}")
     for reason, n in s["no_prediction"].items():

@@ -33,17 +33,19 @@ def run(args: argparse.Namespace) -> int:
     import polars as pl
 
     from f2b_study.errors import InputError
-    from f2b_study.stats.table1 import table1, to_records
-    from f2b_study.tables import read_table
+    from f2b_study.stats.table1 import ROW, footnote, table1, to_records
+    from f2b_study.tables import FIRST_DATA_ROW, read_table
 
     source = Path(args.table)
     if source.suffix.lower() == ".toml":
         from f2b_study.cohort.label import label
-        from f2b_study.cohort.schema import ROW, load_cohort
+        from f2b_study.cohort.schema import load_cohort
+        from f2b_study.config import load_study
 
-        frame = label(load_cohort(source)).drop(ROW)
+        # keeps the spreadsheet row of each record for error messages
+        frame = label(load_cohort(load_study([source]).centres[0]))
     else:
-        frame = read_table(source)
+        frame = read_table(source).with_row_index(ROW, offset=FIRST_DATA_ROW)
     if args.by not in frame.columns:
         raise InputError.at(source, column=args.by, show_value=False,
                             expected=f"the grouping column '{args.by}' (columns: {', '.join(frame.columns[:15])})")
@@ -58,25 +60,22 @@ def run(args: argparse.Namespace) -> int:
         frame = frame.filter(eligible)
         if left_out:
             notes.append(f"{left_out} row(s) with eligible = false left out (--all-rows includes them)")
-    result = table1(frame, args.by, variables)
+    result = table1(frame, args.by, variables, source=str(source))
     result.notes = notes + result.notes
     if args.out:
-        write_table1(result, args.out, source)
+        from f2b_study.report.table1 import write_table1
+
+        write_table1(result, args.out, f"Table 1 by {result.by} ({source.name})")
     if args.json:
         print_json(result.to_json())
     else:
         records = to_records(result)
         print(format_text(records))
-        for note in result.notes:
+        for note in [footnote(result), *result.notes]:
+            if not note:
+                continue
             print(f"note: {note}")
     return 0
-
-
-def write_table1(result: Any, out: Path, source: Path) -> None:
-    """Table 1 to FILE.csv, FILE.xlsx or FILE.html (rendered by f2b_study.report.table1)."""
-    from f2b_study.report.table1 import write_table1 as write
-
-    write(result, out, source)
 
 
 def format_text(records: list[dict[str, str]]) -> str:

@@ -68,7 +68,7 @@ def mean_baseline(faces: np.ndarray, *, source: str = "") -> Baseline:
 def mean_baseline_from_paths(face_paths: Sequence[str], size: int, *, source: str = "", chunk: int = 256,
                              progress: bool = False) -> Baseline:
     """The mean of cached faces (f2b_study.faces.cache) at `size`, read in chunks (memory stays small)."""
-    from f2b_study.training.data import load_faces
+    from f2b_study.faces.cache import load_faces
 
     if not face_paths:
         raise ValueError("no faces to average for the mean baseline")

@@ -1,11 +1,11 @@
 """`f2b-study explain`: region Shapley values, pixel maps and CRAFT concepts for a cohort and a trained run.
 
-    run_explain(sources, photos=, model_path=, out=, settings=, cache=) -> (ExplainResult, files)  (the command)
-    explain(images, model, sidecar, settings, baseline_paths=) -> ExplainResult           (faces already known)
+    run_explain(cohort, faces, checkpoint, out=, settings=) -> (ExplainResult, files)   (the command's stage)
+    explain(images, model, sidecar, settings, baseline_paths=) -> ExplainResult       (faces already chosen)
     write_outputs(result, out) -> {name: path}
 
-Which faces: the cohort's eligible patients with a WHO class and a usable photo (labelled, joined and standardised
-through the face cache as in `train`), restricted by `settings.split` against the run's split.csv: "validation"
+Which faces: the cohort's eligible patients with a WHO class and a usable face (the study's `CohortPhotos` and
+`FaceTable`, built once), restricted by `settings.split` against the run's split.csv: "validation"
 (default) = the run's validation patients plus any patient the run never saw (an external cohort), "train" = its
 training patients, "all" = everyone. `max_images` keeps a class-stratified, seeded subset of patients' photos.
 
@@ -20,7 +20,6 @@ patient ID.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -31,81 +30,15 @@ import numpy as np
 import polars as pl
 
 from f2b_study import CLASSES, __version__
+from f2b_study.cohort.cohort_photos import CohortPhotos
 from f2b_study.errors import InputError
-from f2b_study.explain.craft import CraftConfig
+from f2b_study.explain.settings import ExplainSettings
+from f2b_study.faces.table import FaceTable
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("validation", "train", "all")
 DISPLAY_SMOOTHING = 1 / 75  # Gaussian σ of the drawn pixel maps, as a fraction of the input size (1.5 px at 112)
 EXTERNAL = "external"  # patients the run's split.csv does not list
-
-
-@dataclasses.dataclass
-class ExplainSettings:
-    split: str = "validation"
-    baseline: str = "mean"  # "mean" (training faces) or "blur"
-    blur_sigma: float | None = None  # pixels at the input size; None: size / 16
-    output: str = "probability"  # what the values explain: "probability" or "logit"
-    facenet_input: str = "masked"  # "masked": FaceNet sees each composite; "original": the unmasked face
-    max_images: int | None = None
-    device: str = "auto"
-    batch_size: int | None = None  # composites per forward pass; None: 256 on CUDA, 64 on the CPU
-    bf16: bool = True
-    pixel_maps: bool = True
-    pixel_max_per_class: int | None = 24
-    craft: CraftConfig | None = dataclasses.field(default_factory=CraftConfig)
-    seed: int = 0
-
-    def describe(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["craft"] = self.craft.describe() if self.craft else None
-        return data
-
-
-CONFIG_KEYS = {"split": str, "baseline": str, "blur_sigma": (int, float), "output": str, "facenet_input": str,
-               "max_images": int, "pixel_maps": bool, "pixel_max_per_class": int, "craft": bool, "n_concepts": int,
-               "seed": int}
-
-
-def settings_from_config(section: dict[str, Any], source: str | Path, base: ExplainSettings | None = None
-                         ) -> ExplainSettings:
-    """Defaults from a cohort config's [explain] section (unknown keys and wrong types are input errors)."""
-    settings = dataclasses.replace(base or ExplainSettings())
-    for key, value in section.items():
-        expected = CONFIG_KEYS.get(key)
-        if expected is None:
-            raise InputError.at(source, column=f"explain.{key}", value=key, expected=f"one of {sorted(CONFIG_KEYS)}")
-        if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
-            wanted = {bool: "true or false", str: "a string"}.get(expected, "a number")
-            raise InputError.at(source, column=f"explain.{key}", value=value, expected=wanted)
-        if key == "n_concepts":
-            settings.craft = dataclasses.replace(settings.craft or CraftConfig(), n_concepts=value)
-        elif key != "craft":
-            setattr(settings, key, value)
-    if section.get("craft") is False:
-        settings.craft = None
-    validate(settings, source)
-    return settings
-
-
-def validate(settings: ExplainSettings, source: str | Path = "explain settings") -> None:
-    from f2b_study.explain.baselines import BASELINES
-    from f2b_study.explain.shapley import FACENET_INPUTS, OUTPUTS
-
-    for name, allowed in (("split", SPLITS), ("baseline", BASELINES), ("output", OUTPUTS),
-                          ("facenet_input", FACENET_INPUTS)):
-        if getattr(settings, name) not in allowed:
-            raise InputError.at(source, column=name, value=getattr(settings, name),
-                                expected=f"one of {', '.join(allowed)}")
-    for name in ("max_images", "batch_size", "pixel_max_per_class"):
-        value = getattr(settings, name)
-        if value is not None and value < 1:
-            raise InputError.at(source, column=name, value=value, expected="a whole number ≥ 1")
-    if settings.blur_sigma is not None and settings.blur_sigma <= 0:
-        raise InputError.at(source, column="blur_sigma", value=settings.blur_sigma, expected="a positive number")
-    if settings.craft is not None and not 1 <= settings.craft.n_concepts <= 50:
-        raise InputError.at(source, column="n_concepts", value=settings.craft.n_concepts, expected="1 to 50")
 
 
 @dataclasses.dataclass
@@ -119,20 +52,6 @@ class ExplainResult:
 
 
 # -- the run folder ---------------------------------------------------------------------------------------------
-
-def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
-    """(checkpoint path, run folder or None) for runs/NAME, runs/NAME/best, or a model.json/.safetensors."""
-    path = Path(path)
-    if (path / "best" / "model.json").is_file():
-        return path / "best", path
-    if path.is_dir() and (path / "model.json").is_file():
-        return path, path.parent if (path.parent / "split.csv").is_file() else None
-    if path.suffix in (".json", ".safetensors") and path.is_file():
-        parent = path.parent.parent
-        return path, parent if (parent / "split.csv").is_file() else None
-    raise InputError.at(path, show_value=False, expected="a run folder (runs/NAME with best/model.json), its best/ "
-                        "folder, or a checkpoint's model.json")
-
 
 def _resolve_face(face_path: str | None, content_hash: str | None, cache: Path | None) -> str | None:
     """A cached face's file: the recorded path, else the same entry in `cache` (runs moved between machines)."""
@@ -159,29 +78,23 @@ def training_face_paths(run_dir: Path, cache: Path | None) -> list[str]:
 
 # -- which faces ------------------------------------------------------------------------------------------------
 
-def select_images(sources: Sequence[Any], *, photos: Path | None, run_dir: Path | None, split: str, cache: Path,
-                  out: Path, qc: dict[str, Any] | None = None, progress: bool = True
+def select_images(cohort: CohortPhotos, faces: FaceTable, *, run_dir: Path | None, split: str
                   ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Images to explain (patient_id, photo, face_path, bone_status, sex, split) and the counts of how they were
-    chosen."""
-    from f2b_study.faces.preprocess import preprocess_photos
-    from f2b_study.faces.qc import QCThresholds
-    from f2b_study.training.run import labelled_with_photos
-
-    patients, photo_rows, excluded = labelled_with_photos(list(sources), photos, "bone_status")
-    thresholds = QCThresholds.from_mapping(qc) if qc else None
-    result = preprocess_photos(photo_rows, out, cache_dir=cache, thresholds=thresholds, progress=progress)
-    ok = result.frame.filter(pl.col("status") == "ok").select("patient_id", "photo", "face_path")
+    chosen: the cohort's usable patients' usable faces, restricted by ``split`` against the run's split.csv."""
+    ok = faces.ok().select("patient_id", "photo", "face_path")
     assigned = pl.DataFrame({"patient_id": [], "split": []}, schema={"patient_id": pl.String, "split": pl.String})
     if run_dir is not None and (run_dir / "split.csv").is_file():
         assigned = pl.read_csv(run_dir / "split.csv", infer_schema_length=0).select("patient_id", "split")
-    patients = patients.drop("split", strict=False).join(assigned, on="patient_id", how="left").with_columns(
+    patients = cohort.patients.drop("split", strict=False).join(assigned, on="patient_id", how="left").with_columns(
         pl.col("split").fill_null(EXTERNAL))
     images = ok.join(patients.select("patient_id", "bone_status", "sex", "split"), on="patient_id", how="inner")
     wanted = {"validation": ("validation", EXTERNAL), "train": ("train",), "all": ("train", "validation", EXTERNAL)}
     images = images.filter(pl.col("split").is_in(list(wanted[split]))).sort("patient_id", "photo")
-    info = {"excluded": excluded, "photos": result.frame.height,
-            "photos_ok": ok.height, "photo_qc_excluded": result.frame.height - ok.height,
+    photos = faces.frame.filter(pl.col("patient_id").is_in(cohort.patients["patient_id"].implode()))
+    usable = photos.filter(pl.col("status") == "ok").height
+    info = {"excluded": dict(cohort.excluded), "photos": photos.height, "photos_ok": usable,
+            "photo_qc_excluded": photos.height - usable,
             "by_split": dict(images.group_by("split").len().sort("split").iter_rows()), "split": split}
     return images, info
 
@@ -270,7 +183,8 @@ def _region_panels(patients: pl.DataFrame, regions: Sequence[str], classes: Sequ
 
 
 def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings: ExplainSettings, *,
-            baseline_paths: Sequence[str] = (), baseline_source: str = "", progress: bool = True) -> ExplainResult:
+            device: str = "auto", baseline_paths: Sequence[str] = (), baseline_source: str = "",
+            progress: bool = True) -> ExplainResult:
     """Explain `images` (patient_id, photo, face_path, bone_status, sex, split) with `model`."""
     import torch
     from scipy.ndimage import gaussian_filter
@@ -282,21 +196,19 @@ def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings:
     from f2b_study.explain.pixel_maps import class_means, gradient_maps
     from f2b_study.explain.shapley import has_facenet, region_shapley
     from f2b_study.faces.regions import region_labels
-    from f2b_study.models.registry import preprocessing
+    from f2b_study.models.runtime import InputTransform, face_embeddings, pick_device
 
-    validate(settings)
     classes = list(sidecar.get("classes") or CLASSES)
     if classes != list(CLASSES):
         raise InputError(f"model classes {classes}: explain works on bone-status models ({', '.join(CLASSES)})")
     if images.height == 0:
         raise InputError("no faces to explain: the cohort has no eligible patient with a usable photo in the "
                          f"'{settings.split}' split (--split all uses every patient)")
-    from f2b_study.training.loop import pick_device
-
-    device = pick_device(settings.device)
+    device = pick_device(device)
     model = model.to(device).eval()
-    pre = preprocessing(model)
-    size, mean, std = pre["input_size"], pre["mean"], pre["std"]
+    transform = InputTransform.of(model)
+    size, mean, std = transform.input_size, list(transform.mean), list(transform.std)
+    craft_config = settings.craft_config()
     seconds: dict[str, float] = {}
 
     clock = time.perf_counter()
@@ -314,12 +226,11 @@ def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings:
 
     batch_size = settings.batch_size or (256 if device.type == "cuda" else 64)
     embeddings = None
-    if has_facenet(model) and (settings.facenet_input == "original" or settings.craft is not None):
+    if has_facenet(model) and (settings.facenet_input == "original" or craft_config is not None):
         # the unmasked faces' FaceNet embeddings, once: for "original" composites and for CRAFT's crops
-        from f2b_study.training.loop import compute_embeddings
-
         clock = time.perf_counter()
-        embeddings = compute_embeddings(model, faces, mean, std, device, batch_size).numpy()
+        embeddings = face_embeddings(model, faces, transform=transform, device=device,
+                                     batch_size=batch_size).numpy()
         seconds["face_embeddings"] = time.perf_counter() - clock
     shap = region_shapley(model, faces, regions, base_images, mean=mean, std=std, device=device,
                           batch_size=batch_size, output=settings.output, facenet_input=settings.facenet_input,
@@ -362,9 +273,9 @@ def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings:
 
     craft_document: dict[str, Any] | None = None
     table8 = pl.DataFrame({"comparison": [f"{a}–{b}" for i, a in enumerate(classes) for b in classes[i + 1:]]})
-    if settings.craft is not None:
+    if craft_config is not None:
         craft = run_craft(model, faces, face_masks, labels, classes, mean=mean, std=std, device=device,
-                          config=settings.craft, output=settings.output, bf16=settings.bf16,
+                          config=craft_config, output=settings.output, bf16=settings.bf16,
                           face_embeddings=embeddings, progress=progress)
         seconds["craft"] = craft.seconds
         craft_document = craft.describe()
@@ -416,7 +327,7 @@ def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings:
 def write_outputs(result: ExplainResult, out: Path) -> dict[str, Path]:
     """CSV tables, SVG figures and explain.json under `out` (atomically)."""
     from f2b_study.atomic import write_text
-    from f2b_study.commands._common import json_safe
+    from f2b_study.jsonutil import dumps
     from f2b_study.tables import write_csv
 
     out.mkdir(parents=True, exist_ok=True)
@@ -430,33 +341,24 @@ def write_outputs(result: ExplainResult, out: Path) -> dict[str, Path]:
         write_text(files[f"figure_{name}"], svg if svg.startswith("<?xml") else svg + "\n")
     files["explain"] = out / "explain.json"
     result.document["files"] = {k: v.name for k, v in files.items()}
-    write_text(files["explain"], json.dumps(json_safe(result.document), indent=1, allow_nan=False) + "\n")
+    write_text(files["explain"], dumps(result.document) + "\n")
     return files
 
 
-def run_explain(sources: Sequence[Any], *, photos: Path | None, model_path: Path, out: Path,
-                settings: ExplainSettings, cache: Path, qc: dict[str, Any] | None = None,
-                progress: bool = True) -> tuple[ExplainResult, dict[str, Path]]:
-    """The command: select faces, load the run's model, explain, write everything under `out`."""
-    import warnings
-
-    from f2b_study.models.checkpoint import load_checkpoint
-
-    validate(settings)
-    checkpoint, run_dir = resolve_model(model_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the random-init FaceNet warning is recorded in the sidecar already
-        model, sidecar = load_checkpoint(checkpoint, map_location="cpu")
+def run_explain(cohort: CohortPhotos, faces: FaceTable, checkpoint: Any, *, out: Path, settings: ExplainSettings,
+                device: str = "auto", progress: bool = True) -> tuple[ExplainResult, dict[str, Path]]:
+    """The stage: choose the faces, load the checkpoint's model, explain, write everything under ``out``."""
+    model = checkpoint.load("cpu")
+    run_dir = checkpoint.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    images, info = select_images(sources, photos=photos, run_dir=run_dir, split=settings.split, cache=cache, out=out,
-                                 qc=qc, progress=progress)
+    images, info = select_images(cohort, faces, run_dir=run_dir, split=settings.split)
     images = stratified_subset(images, settings.max_images, settings.seed)
     baseline_paths: list[str] = []
     if settings.baseline == "mean" and run_dir is not None:
-        baseline_paths = training_face_paths(run_dir, cache)
-    result = explain(images, model, sidecar, settings, baseline_paths=baseline_paths,
+        baseline_paths = training_face_paths(run_dir, faces.cache_dir)
+    result = explain(images, model, checkpoint.sidecar, settings, device=device, baseline_paths=baseline_paths,
                      baseline_source=f"training split of {run_dir.name}" if run_dir else "", progress=progress)
     result.document["selection"] = info
-    result.document["model"]["checkpoint"] = str(checkpoint)
+    result.document["model"]["checkpoint"] = str(checkpoint.path)
     files = write_outputs(result, out)
     return result, files

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,16 @@ from f2b_study.atomic import atomic_path
 from f2b_study.faces.standardise import SIZE, expand_face, to_frame
 from f2b_study.faces.version import PIPELINE_VERSION
 
-# The cache `train`, `screen`, `explain` and `study` share by default (relative to the working directory).
+# The one face cache every command uses by default: $F2B_CACHE, else .f2b-cache/faces in the working directory.
+CACHE_VARIABLE = "F2B_CACHE"
 DEFAULT_CACHE = Path(".f2b-cache") / "faces"
+
+
+def default_cache_dir() -> Path:
+    """$F2B_CACHE when set, else `.f2b-cache/faces` (relative to the working directory)."""
+    import os
+
+    return Path(os.environ[CACHE_VARIABLE]) if os.environ.get(CACHE_VARIABLE) else DEFAULT_CACHE
 
 
 def content_hash(data: bytes) -> str:
@@ -113,4 +122,14 @@ def load_measurements(face_path: str | Path) -> dict[str, Any]:
     with np.load(face_path, allow_pickle=False) as data:
         out: dict[str, Any] = {key: np.asarray(data[key]) for key in data.files if key not in ("meta", "face_png")}
         out["meta"] = json.loads(str(data["meta"]))
+    return out
+
+
+def load_faces(face_paths: Sequence[str], size: int, progress: bool = False) -> np.ndarray:
+    """Cached faces at ``size`` as one (N, size, size, 3) uint8 array."""
+    from tqdm import tqdm
+
+    out = np.empty((len(face_paths), size, size, 3), np.uint8)
+    for i, path in enumerate(tqdm(face_paths, desc="loading faces", unit="face", disable=not progress, leave=False)):
+        out[i] = load_face(path, size)[0]
     return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -93,34 +92,15 @@ def _is_image(name: str) -> bool:
 def preprocess_photos(photos: pl.DataFrame, out_dir: str | Path, *, cache_dir: str | Path | None = None,
                       workers: int = 1, thresholds: QCThresholds | None = None, progress: bool | None = None,
                       csv_name: str = CSV_NAME) -> PreprocessResult:
-    """Standardise every photo of ``photos`` (columns patient_id, photo, path: a PhotoJoin's `photos` or
-    `photos_from_folder`) and write ``out_dir/preprocess.csv``. Faces live in ``cache_dir`` (default
-    ``out_dir/cache``). ``progress=None`` shows a bar when stderr is a terminal."""
-    from tqdm import tqdm
+    """`faces.table.standardise` plus ``out_dir/preprocess.csv``, for scripts and tests. Faces live in
+    ``cache_dir`` (default ``out_dir/cache``, private to this output; the commands all share `.f2b-cache/faces`)."""
+    from f2b_study.faces.table import standardise
 
-    out_dir = Path(out_dir)
-    # absolute: face_path in preprocess.csv must not depend on the directory a later command runs in
-    cache_dir = (Path(cache_dir) if cache_dir is not None else out_dir / "cache").resolve()
-    thresholds = thresholds or QCThresholds()
-    paths = list(dict.fromkeys(photos["path"].to_list()))  # the same file twice is processed once
-    # keep each photo's row values, not its whole cache metadata (landmarks, blendshapes, detections): memory
-    # then stays small per photo, so a cohort of 100k photos costs tens of MB, not hundreds
-    values: dict[str, tuple[Any, ...]] = {}
-    computed = 0
-    with tqdm(total=len(paths), desc="preprocess", unit="photo", file=sys.stderr, dynamic_ncols=True,
-              disable=None if progress is None else not progress) as bar:
-        for index, meta, was_computed in iter_processed(paths, cache_dir, workers):
-            values[paths[index]] = photo_row("", "", meta, thresholds)[2:]
-            computed += was_computed
-            bar.update(1)
-    rows = [(photo, patient, *values[path])
-            for patient, photo, path in photos.select("patient_id", "photo", "path").iter_rows()]
-    frame = pl.DataFrame(rows, schema=SCHEMA, orient="row")
-    from f2b_study.tables import write_csv
-
-    csv_path = out_dir / csv_name
-    write_csv(frame, csv_path)
-    return PreprocessResult(frame=frame, csv_path=csv_path, computed=computed, from_cache=len(paths) - computed)
+    table = standardise(photos, qc=thresholds or QCThresholds(), cache_dir=cache_dir or Path(out_dir) / "cache",
+                        workers=workers, progress=progress)
+    csv_path = table.write_csv(Path(out_dir) / csv_name)
+    return PreprocessResult(frame=table.frame, csv_path=csv_path, computed=table.computed,
+                            from_cache=table.from_cache)
 
 
 def photo_row(photo: str, patient_id: str, meta: dict[str, Any], thresholds: QCThresholds) -> tuple[Any, ...]:

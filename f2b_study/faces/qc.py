@@ -25,24 +25,28 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from f2b_study.errors import InputError
-
 REASONS = ("unreadable", "no_face", "multiple_faces", "low_confidence", "face_too_small", "extreme_pose",
            "eyes_closed", "non_neutral_expression")
 FLAGS = ("eyes_closed", "non_neutral_expression")
 
 
+def _at_least_zero(default: float) -> Any:
+    return dataclasses.field(default=default, metadata={"min": 0})
+
+
 @dataclasses.dataclass(frozen=True)
 class QCThresholds:
-    min_detection_score: float = 0.6
-    multiple_faces_min_score: float = 0.5
-    multiple_faces_min_size: float = 0.25
-    min_interocular_px: float = 20.0  # below it the face is upscaled more than ~3.5x into a 224 model input
-    max_yaw: float = 30.0
-    max_pitch: float = 25.0
-    max_roll: float = 40.0  # roll is levelled by the alignment; only a sideways-lying head is refused
-    eyes_closed_min_blink: float = 0.5
-    expression_max: float = 0.5
+    min_detection_score: float = _at_least_zero(0.6)
+    multiple_faces_min_score: float = _at_least_zero(0.5)
+    multiple_faces_min_size: float = _at_least_zero(0.25)
+    # below it the face is upscaled more than ~3.5x into a 224 model input
+    min_interocular_px: float = _at_least_zero(20.0)
+    max_yaw: float = _at_least_zero(30.0)
+    max_pitch: float = _at_least_zero(25.0)
+    # roll is levelled by the alignment; only a sideways-lying head is refused
+    max_roll: float = _at_least_zero(40.0)
+    eyes_closed_min_blink: float = _at_least_zero(0.5)
+    expression_max: float = _at_least_zero(0.5)
     expression_blendshapes: tuple[str, ...] = ("mouthSmileLeft", "mouthSmileRight", "jawOpen", "mouthPucker",
                                                "mouthFunnel")
     exclude_eyes_closed: bool = False
@@ -51,25 +55,9 @@ class QCThresholds:
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str | Path = "[qc]") -> QCThresholds:
         """Thresholds from a config's [qc] section; unknown keys and wrong types are input errors."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in known:
-                raise InputError.at(source, column=f"qc.{key}", value=key,
-                                    expected=f"one of the QC settings {sorted(known)}")
-            default = getattr(cls, key)
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise InputError.at(source, column=f"qc.{key}", value=value, expected="true or false")
-            elif isinstance(default, tuple):
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise InputError.at(source, column=f"qc.{key}", value=value,
-                                        expected="a list of blendshape names, e.g. [\"mouthSmileLeft\"]")
-                value = tuple(value)
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise InputError.at(source, column=f"qc.{key}", value=value, expected="a number >= 0")
-            kwargs[key] = value
-        return cls(**kwargs)
+        from f2b_study.sections import parse_section
+
+        return parse_section(cls, values, source=source, section="qc")
 
 
 @dataclasses.dataclass(frozen=True)

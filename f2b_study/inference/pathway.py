@@ -16,3 +16,19 @@ def recommendation(predicted: str | None) -> str:
     if predicted is None:
         return NO_PREDICTION
     return PATHWAY[predicted]
+
+
+def pathway_class(probabilities: dict[str, float], predicted: str | None, *, osteoporosis_threshold: float | None,
+                  low_bone_mass_threshold: float | None) -> tuple[str | None, str]:
+    """(the class whose pathway applies, the rule that chose it). With pre-specified thresholds the referral
+    follows them (p_osteoporosis ≥ its threshold -> the osteoporosis pathway; else 1 − p_normal ≥ its threshold
+    -> the osteopenia pathway's DXA confirmation; else the normal pathway); without, the predicted class."""
+    if predicted is None:
+        return None, "no usable photo"
+    if osteoporosis_threshold is None and low_bone_mass_threshold is None:
+        return predicted, "predicted class"
+    if osteoporosis_threshold is not None and probabilities["osteoporosis"] >= osteoporosis_threshold:
+        return "osteoporosis", f"p_osteoporosis ≥ {osteoporosis_threshold:g} (pre-specified)"
+    if low_bone_mass_threshold is not None and 1 - probabilities["normal"] >= low_bone_mass_threshold:
+        return "osteopenia", f"1 − p_normal ≥ {low_bone_mass_threshold:g} (pre-specified)"
+    return "normal", "below the pre-specified thresholds"

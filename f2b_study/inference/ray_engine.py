@@ -69,7 +69,7 @@ def standardise_batch(batch: dict[str, np.ndarray], *, cache_dir: str, size: int
 
     from f2b_study.faces.cache import load_face
     from f2b_study.faces.preprocess import iter_processed
-    from f2b_study.faces.qc import evaluate
+    from f2b_study.faces.table import passes_qc
 
     cv2.setNumThreads(1)  # one core per task: the tasks are the parallelism
     paths = [str(p) for p in batch["path"]]
@@ -79,7 +79,7 @@ def standardise_batch(batch: dict[str, np.ndarray], *, cache_dir: str, size: int
     faces = np.zeros((len(paths), size, size, 3), np.uint8)
     score = np.zeros(len(paths), bool)
     for i, meta in enumerate(metas):
-        if evaluate(meta, thresholds).status == "ok" and meta.get("content_hash") not in done:
+        if passes_qc(meta, thresholds) and meta.get("content_hash") not in done:
             faces[i] = load_face(meta["face_path"], size)[0]
             score[i] = True
     return {"path": np.array(paths, dtype=object),
@@ -93,27 +93,24 @@ class Predictor:
     def __init__(self, model_path: str, device: str, batch_size: int, bf16: bool) -> None:
         import torch
 
-        from f2b_study.inference.engine import prepare_model
-        from f2b_study.models.checkpoint import load_checkpoint
-        from f2b_study.models.registry import preprocessing
+        from f2b_study.models.runtime import prepare_model, resolve_checkpoint
 
         self.device = torch.device(device)  # Ray makes the actor's GPU the only visible one: cuda = cuda:0
-        model, _ = load_checkpoint(model_path, map_location=self.device)
-        self.model = prepare_model(model, self.device)
-        pre = preprocessing(model)
-        self.mean, self.std = pre["mean"], pre["std"]
+        checkpoint = resolve_checkpoint(model_path)
+        self.model = prepare_model(checkpoint.load(self.device), self.device)
+        self.transform = checkpoint.transform
         self.batch_size = batch_size
         self.bf16 = bf16
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from f2b_study.training.loop import predict_probabilities
+        from f2b_study.models.runtime import predict_faces
 
         score = np.asarray(batch["score"], bool)
         probabilities = np.full((len(score), len(PROBA)), np.nan, np.float32)
         if score.any():
             faces = np.asarray(batch["face"])[score]
-            probabilities[score] = predict_probabilities(self.model, faces, self.mean, self.std, self.device,
-                                                         self.batch_size, bf16=self.bf16)
+            probabilities[score] = predict_faces(self.model, faces, transform=self.transform, device=self.device,
+                                                 batch_size=self.batch_size, bf16=self.bf16)
         out = {key: batch[key] for key in ("path", "content_hash", "meta")}
         out.update({name: probabilities[:, i] for i, name in enumerate(PROBA)})
         return out
@@ -124,11 +121,10 @@ class Predictor:
 def run_job(paths: list[str], *, model_path: Path, sidecar: dict[str, Any], out: Path, cache_dir: Path,
             input_size: int, device: str = "auto", batch_size: int | None = None, workers: int | None = None,
             bf16: bool = True, address: str | None = None, progress: bool | None = None,
-            thresholds: Any = None) -> Path:
-    """Run the Ray Data pipeline over ``paths``; returns this run's shard folder."""
+            thresholds: Any) -> Path:
+    """Run the Ray Data pipeline over ``paths`` with the study's QC ``thresholds``; returns this run's shard
+    folder."""
     import pyarrow as pa
-
-    from f2b_study.faces.qc import QCThresholds
 
     ray = import_ray()
     root = shards_root(out, sidecar)
@@ -160,7 +156,7 @@ def run_job(paths: list[str], *, model_path: Path, sidecar: dict[str, Any], out:
             standardise_batch, batch_size=STANDARDISE_BATCH, batch_format="numpy", num_cpus=1,
             memory=STANDARDISE_MEMORY,
             fn_kwargs={"cache_dir": str(Path(cache_dir).resolve()), "size": input_size,
-                       "thresholds": thresholds or QCThresholds(), "done": done})
+                       "thresholds": thresholds, "done": done})
         dataset = dataset.map_batches(
             Predictor, batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus,

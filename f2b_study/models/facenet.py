@@ -12,8 +12,9 @@ last_linear, last_bn — trains; the frozen part stays in eval mode), "full".
 Weights (VGGFace2, the facenet-pytorch release file 20180402-114759-vggface2.pt, a state dict), `source` argument:
 - a path: loaded with torch.load(weights_only=True) (or safetensors), the 8631-class `logits.*` dropped, every
   other tensor must match; sha256 recorded;
-- "cache": facenet-pytorch's own cache file ($TORCH_HOME/checkpoints/20180402-114759-vggface2.pt), if present;
-- "download": facenet-pytorch's download into that cache (network; only ever on this explicit request);
+- "vggface2": facenet-pytorch's own cache file ($TORCH_HOME/checkpoints/20180402-114759-vggface2.pt), downloaded
+  into it first when it is not there and the machine is online; offline, one line says which file to put where;
+- "cache": that cache file only (never a download); "download": always through facenet-pytorch's download;
 - None: random initialisation, with a loud warning (warnings.warn and logging.warning), recorded as
   {"source": "random-init", ...} — checkpoints and reports carry it.
 `provenance(model)` returns the record for any model from the registry.
@@ -102,21 +103,19 @@ class FaceNetBranch(nn.Module):
     def load_weights(self, source: str | Path | None) -> dict[str, Any]:
         """Load VGGFace2 weights from `source` (see module docstring) and return their provenance record."""
         if source is None:
-            warnings.warn(RANDOM_INIT_WARNING, UserWarning, stacklevel=4)
-            log.warning(RANDOM_INIT_WARNING)
+            warnings.warn(RANDOM_INIT_WARNING, UserWarning, stacklevel=4)  # the CLI shows it once, as one line
             return {"source": "random-init", "warning": RANDOM_INIT_WARNING}
         record: dict[str, Any]
-        if source == "download":
-            from facenet_pytorch.models.utils.download import download_url_to_file
-
+        if source == "vggface2":
+            path = facenet_cache_file()
+            record = {"source": "vggface2"}
+            if not path.is_file():
+                _download(path, offline_hint=True)
+                record["downloaded"] = RELEASE_URL
+        elif source == "download":
             path = facenet_cache_file()
             if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    download_url_to_file(RELEASE_URL, str(path))
-                except Exception as error:  # urllib raises several kinds; all mean "no network / no file"
-                    raise InputError(f"--facenet-weights download: could not download {RELEASE_URL} "
-                                     f"({type(error).__name__}: {error}); pass the file instead") from None
+                _download(path, offline_hint=False)
             record = {"source": "download", "url": RELEASE_URL}
         elif source == "cache":
             path = facenet_cache_file()
@@ -134,6 +133,25 @@ class FaceNetBranch(nn.Module):
                       dataset="VGGFace2" if "vggface2" in Path(path).name.lower() else "unknown")
         log.info("FaceNet weights: %s (sha256 %s)", record["path"], record["sha256"])
         return record
+
+
+def _download(path: Path, *, offline_hint: bool) -> None:
+    """facenet-pytorch's download of the release file into its cache (written to a temporary name first)."""
+    from facenet_pytorch.models.utils.download import download_url_to_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        download_url_to_file(RELEASE_URL, str(partial))
+        partial.replace(path)
+    except Exception as error:  # urllib raises several kinds; all mean "no network / no file"
+        partial.unlink(missing_ok=True)
+        if offline_hint:
+            raise InputError(f"--facenet-weights vggface2: {RELEASE_URL} cannot be downloaded here "
+                             f"({type(error).__name__}); put the release file {RELEASE_FILE} at {path} (or pass "
+                             "--facenet-weights /path/to/it)") from None
+        raise InputError(f"--facenet-weights download: could not download {RELEASE_URL} "
+                         f"({type(error).__name__}: {error}); pass the file instead") from None
 
 
 def provenance(model: nn.Module) -> dict[str, Any]:

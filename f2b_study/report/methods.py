@@ -4,17 +4,73 @@ formulas in a separate "Statistical definitions" list (the report puts it in a c
 Nothing here knows the study: every sentence is built from MethodsFacts (filled by the orchestration from the
 resolved configuration and the training run) and from the evaluation's own settings (bootstrap replicates, seed,
 level) and the constants the statistics code uses. A fact that is not given is left out, never guessed.
+
+Two layers: sentences written straight from the objects that ran (``labelling_text``, ``qc_text``,
+``training_text``: the centres' LabelRules, the QCThresholds, the checkpoint's configuration), and the report's
+paragraphs by topic from MethodsFacts (``methods_paragraphs``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from f2b_study import CLASSES
+from f2b_study.cohort.centre import LabelRules
+from f2b_study.cohort.label import NORMAL_T, OSTEOPOROSIS_T
+from f2b_study.faces.qc import QCThresholds
 
+
+def _t(value: float) -> str:
+    return f"{value:g}".replace("-", "−")
+
+
+def labelling_text(centres: Sequence[tuple[str, LabelRules]]) -> str:
+    """The WHO/ISCD rule and who was eligible, centre by centre when their rules differ."""
+    text = ("Bone status follows the WHO criteria on the lowest T-score among lumbar spine L1–L4, femoral neck and "
+            f"total hip (ISCD lowest-T-score rule): osteoporosis T ≤ {_t(OSTEOPOROSIS_T)}; osteopenia "
+            f"{_t(OSTEOPOROSIS_T)} < T < {_t(NORMAL_T)}; normal T ≥ {_t(NORMAL_T)}. The WHO wording puts "
+            f"T = {_t(NORMAL_T)} in the normal class; the Face2Bone paper's text says \"> {_t(NORMAL_T)}\": this "
+            "tool follows WHO. Records need at least one spine and one hip T-score.")
+    distinct = {rules for _, rules in centres}
+    if len(distinct) == 1:
+        (rules,) = distinct
+        where = "" if len(centres) == 1 else " (every centre)"
+        return f"{text} Eligible{where}: {rules.describe()}."
+    per_centre = "; ".join(f"{name}: {rules.describe()}" for name, rules in centres)
+    return f"{text} Eligibility differed between centres — {per_centre}."
+
+
+def qc_text(qc: QCThresholds) -> str:
+    """The photo standardisation and quality-control rules in force, with their thresholds (the same paragraph
+    MethodsFacts.photo_qc gives)."""
+    return photos(MethodsFacts(photo_qc=dataclasses.asdict(qc)))
+
+
+def training_text(*, arch: str, model_config: Mapping[str, Any], settings: Mapping[str, Any], split: str,
+                  facenet: str | None, epochs_run: int | None, best_epoch: int | None) -> str:
+    """The model and the recipe as they ran (the checkpoint's full configuration)."""
+    config = json.dumps(dict(model_config), sort_keys=True)
+    augment = settings.get("augment")
+    augment_text = ("HorizontalFlip, VerticalFlip, Affine and CLAHE" if augment is None
+                    else ", ".join(a for a in augment if a != "none") or "none")
+    text = (f"Model {arch} with the configuration {config}. Trained with cross-entropy, Adam and OneCycleLR (max "
+            f"learning rate {settings.get('lr'):g}, {100 * settings.get('warmup_fraction', 0.3):g}% warm-up, "
+            f"annealed to {settings.get('final_lr'):g}), batch {settings.get('batch_size')}, up to "
+            f"{settings.get('epochs')} epochs, early stopping on the validation patients' accuracy (patience "
+            f"{settings.get('patience')}, counted from the end of the warm-up; equal accuracy with a lower "
+            f"validation loss counts as better), seed {settings.get('seed')}; augmentations: {augment_text}. "
+            f"Patients were split by {split}.")
+    if epochs_run is not None:
+        text += f" The run stopped after {epochs_run} epochs; the best epoch was {(best_epoch or 0) + 1}."
+    if facenet:
+        text += f" FaceNet weights: {facenet}."
+    return text
+
+
+# -- the report's paragraphs by topic, from MethodsFacts ------------------------------------------------------
 
 @dataclasses.dataclass
 class CentreFacts:
@@ -111,8 +167,10 @@ QC_WORDS = {
 
 def photos(facts: MethodsFacts) -> str:
     qc = dict(facts.photo_qc or {})
+    from f2b_study.faces.standardise import SIZE
+
     parts = ["Each frontal face photo was standardised with MediaPipe's face landmarker (478 landmarks): rotated so "
-             "that the eye line is horizontal and cut to an elliptical face region on black"
+             f"that the eye line is horizontal and cut to an elliptical face region on black, {SIZE} × {SIZE} px"
              + (f" (face pipeline {facts.face_pipeline})." if facts.face_pipeline else ".")]
     reasons = ["the file could not be read", "no face was found"]
     if "multiple_faces_min_score" in qc or "multiple_faces_min_size" in qc:
@@ -285,9 +343,10 @@ def methods_paragraphs(facts: MethodsFacts | None, ev: Mapping[str, Any], *, lab
         if extra:
             topics[-1]["paragraphs"] += list(extra)
     else:
-        paragraphs = [p for p in [labelling, *(extra or [])] if p]
-        if paragraphs:
+        if labelling:
             topics.append({"id": "methods-participants", "title": "Participants and reference standard",
-                           "paragraphs": paragraphs})
+                           "paragraphs": [labelling]})
+        if extra:
+            topics.append({"id": "methods-model", "title": "Photos, model and training", "paragraphs": list(extra)})
     topics.append({"id": "methods-statistics", "title": "Statistics", "paragraphs": [statistics_summary(ev)]})
     return topics

@@ -133,3 +133,16 @@ def render_screening_report(patients: pl.DataFrame, images: pl.DataFrame, summar
 def stylesheet() -> str:
     """The CSS every report shares (screen and print)."""
     return (Path(__file__).parent / "templates" / "report.css").read_text(encoding="utf-8")
+
+
+def write_screening_report(result: Any, out: Path, title: str | None = None,
+                           simulated_labels: bool | None = None) -> Path:
+    """``out/screening_report.html`` for a screening result (its patients, images and summary).
+    ``simulated_labels``: the checkpoint's provenance says its training labels were simulated (a banner)."""
+    from f2b_study.atomic import write_text
+
+    path = out / "screening_report.html"
+    write_text(path, render_screening_report(result.patients, result.images, result.summary, title=title,
+                                             simulated_labels=simulated_labels))
+    result.files["report"] = path
+    return path

@@ -309,8 +309,7 @@ def _section_table(table: Any, section: str, i: int) -> tb.Table:
 def build_context(study: StudyReportInput) -> dict[str, Any]:
     """The template's context. ``export_tables`` (report.tabular.Table, in report order) and ``export_figures``
     ({name: SvgFigure}) are what the exports write."""
-    from f2b_study.cohort.label import METHODS_TEXT
-    from f2b_study.config import LabelRules
+    from f2b_study.cohort.centre import LabelRules
     from f2b_study.report import methods
     from f2b_study.report.checklist import checklist, tripod_checklist
     from f2b_study.report.degenerate import assess
@@ -358,7 +357,7 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
                          "tables": [view(_section_table(t, section.title, i)) for i, t in enumerate(section.tables)],
                          "hidden_note": "Figures with faces are left out (the report was built without "
                                         "--include-faces)." if hidden else ""})
-    labelling = study.methods_labelling or METHODS_TEXT.format(men_min_age=LabelRules().men_min_age)
+    labelling = study.methods_labelling or methods.labelling_text([("", LabelRules())])
     facts = study.methods
     if facts is not None and study.simulated_labels and not facts.simulated_labels:
         facts = dataclasses.replace(facts, simulated_labels=True)

@@ -1,10 +1,10 @@
 """Table 1 (baseline characteristics) as a report table: the one place its HTML is made (the STARD report and
 `f2b-study table1 --out FILE.html`), and its XLSX/CSV rows.
 
-Reads the stats.table1 result as it is: each row's kind (n (%), mean ± SD or median (IQR)) comes from the row's
-own field when the result carries one, else from the cell text stats.table1 wrote; the numbers are read from the
-cells and shown with one precision per kind (DECIMALS), so "168.11 ± 9.79" and "63.0" never sit side by side.
-The footnote names each row's summary and the rule that chose it (stats.table1.NORMALITY_ALPHA).
+Reads the stats.table1 result as it is: each row's kind (n (%), mean ± SD or median (IQR)) is the row's own
+``summary`` field; the numbers are read from the cells stats.table1 wrote and shown with one precision per kind
+(DECIMALS), so "168.11 ± 9.79" and "63.0" never sit side by side. The footnote is stats.table1.footnote (which
+rows are which summary, and the rule that chose it), plus which test compared the groups.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from f2b_study.report import format as fmt
 from f2b_study.report import tabular as tb
-from f2b_study.report.labels import column_label, level_label
+from f2b_study.report.labels import level_label
 
 CATEGORICAL, MEAN_SD, MEDIAN_IQR, COUNT = "n (%)", "mean ± SD", "median (IQR)", "n"
 DECIMALS = {MEAN_SD: 1, MEDIAN_IQR: 1, CATEGORICAL: 1}  # continuous summaries and percentages: one decimal
@@ -32,18 +32,11 @@ def _float(text: str) -> float | None:
 
 
 def row_kind(row: Any) -> str:
-    """The summary a Table 1 row uses: the row's own field when stats.table1 provides one, else read from its
-    cells (n (%) for categorical levels, "a ± b" for mean ± SD, "m (q1–q3)" for median (IQR))."""
-    for attribute in ("kind", "summary", "statistic", "display"):
-        value = getattr(row, attribute, None)
-        if isinstance(value, str) and value:
-            lowered = value.lower()
-            if "mean" in lowered:
-                return MEAN_SD
-            if "median" in lowered:
-                return MEDIAN_IQR
-            if "categor" in lowered or "%" in lowered or "count" in lowered:
-                return CATEGORICAL
+    """The summary a Table 1 row uses: the row's ``summary`` (stats.table1), else read from its cells (n (%) for
+    categorical levels, "a ± b" for mean ± SD, "m (q1–q3)" for median (IQR))."""
+    summary = getattr(row, "summary", None)
+    if summary in (MEAN_SD, MEDIAN_IQR, CATEGORICAL):
+        return summary
     if row.variable == "n" and row.level is None:
         return COUNT
     if row.level is not None:
@@ -101,24 +94,20 @@ def kinds(result: Any) -> dict[str, str]:
 
 
 def footnote(result: Any) -> str:
-    """Which rows are mean ± SD, which median (IQR), and the rule that chose them; categorical n (%)."""
-    from f2b_study.stats.table1 import LABELS, NORMALITY_ALPHA
+    """stats.table1's footnote (which rows are mean ± SD, median (IQR) or n (%), and why), and the tests used."""
+    from f2b_study.stats.table1 import footnote as summaries
 
-    by_kind: dict[str, list[str]] = {}
-    for variable, kind in kinds(result).items():
-        by_kind.setdefault(kind, []).append(LABELS.get(variable, variable))
-    parts = []
-    continuous = [k for k in (MEAN_SD, MEDIAN_IQR) if k in by_kind]
-    if continuous:
-        listed = "; ".join(f"{k} for {', '.join(by_kind[k])}" for k in continuous)
-        parts.append(f"Continuous variables are mean ± SD when the Shapiro–Wilk test gives P ≥ {NORMALITY_ALPHA:g} "
-                     f"in every group, otherwise median (IQR): here {listed}. Compared by Student's t-test or "
-                     "one-way ANOVA (mean ± SD) and by the Mann–Whitney U or Kruskal–Wallis test (median (IQR)).")
-    if CATEGORICAL in by_kind:
-        parts.append(f"Categorical variables ({', '.join(by_kind[CATEGORICAL])}) are n (% of the column), compared "
-                     "by the chi-square test (Yates' correction on 2×2 tables) or Fisher's exact test when an "
-                     "expected count is below 5.")
-    return " ".join(parts)
+    found = set(kinds(result).values())
+    tests = []
+    if MEAN_SD in found:
+        tests.append("Student's t-test or one-way ANOVA for mean ± SD rows")
+    if MEDIAN_IQR in found:
+        tests.append("the Mann–Whitney U or Kruskal–Wallis test for median (IQR) rows")
+    if CATEGORICAL in found:
+        tests.append("the chi-square test (Yates' correction on 2×2 tables) or Fisher's exact test when an expected "
+                     "count is below 5 for n (%) rows")
+    compared = f" Groups compared by {'; '.join(tests)}; each row names its test." if tests else ""
+    return (summaries(result) + compared).strip()
 
 
 def table1_table(result: Any, caption: str, key: str = "table1") -> tb.Table:
@@ -174,8 +163,9 @@ def table1_page(result: Any, title: str, caption: str) -> str:
                                                                css=Markup(css))
 
 
-def write_table1(result: Any, out: Path, source: Path) -> None:
-    """Table 1 to FILE.csv (the flat display rows), FILE.xlsx (numbers as numbers) or FILE.html (a page)."""
+def write_table1(result: Any, out: Path, caption: str) -> None:
+    """Table 1 to ``out``: .csv (the flat display rows), .xlsx (numbers as numbers) or .html (a page titled
+    ``caption``)."""
     import polars as pl
 
     from f2b_study.atomic import write_text
@@ -184,12 +174,11 @@ def write_table1(result: Any, out: Path, source: Path) -> None:
     from f2b_study.tables import write_csv
 
     suffix = out.suffix.lower()
-    caption = f"Table 1 by {column_label(result.by).lower()} ({source.name})"
     if suffix == ".csv":
         write_csv(pl.DataFrame(to_records(result)), out)
     elif suffix == ".xlsx":
         tb.write_xlsx([table1_table(result, caption)], out)
     elif suffix in {".html", ".htm"}:
-        write_text(out, table1_page(result, f"Table 1 by {column_label(result.by).lower()}", caption))
+        write_text(out, table1_page(result, caption, caption))
     else:
         raise InputError.at(out, expected="an output file ending in .csv, .xlsx or .html", show_value=False)

@@ -10,7 +10,7 @@ shape `f2b-study evaluate --json` prints. Undefined values are None, and ``notes
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,15 +19,27 @@ from f2b_study import CLASSES
 from f2b_study.stats import auc as delong
 from f2b_study.stats import calibration as cal
 from f2b_study.stats.bootstrap import LEVEL, REPLICATES, SEED, bootstrap_sums, percentile_interval
+from f2b_study.stats.calibration_curve import flexible_calibration
+from f2b_study.stats.calibration_slope import calibration_intercept_slope
+from f2b_study.stats.decision import decision_curves
+from f2b_study.stats.diagnostic import MEASURES, per_class_measures
 from f2b_study.stats.metrics import OVERALL_FROM_CM, confusion_matrix, overall, per_class
+from f2b_study.stats.operating import operating_points
 
 K = len(CLASSES)
 OVERALL_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
-                "f1_weighted", "auc_macro_ovr", "kappa", "ece", "brier")
-PER_CLASS_KEYS = ("accuracy", "precision", "recall", "f1", "auc", "auc_ci", "kappa", "brier", "hosmer_lemeshow")
+                "f1_weighted", "auc_macro_ovr", "kappa", "kappa_linear", "kappa_quadratic", "ece", "brier")
+CALIBRATION_KEYS = ("calibration_intercept", "calibration_intercept_ci", "calibration_slope", "calibration_slope_ci")
+DIAGNOSTIC_KEYS = tuple(key for measure in MEASURES for key in (measure, f"{measure}_ci"))
+PER_CLASS_KEYS = ("accuracy", "precision", "recall", "f1", "auc", "auc_ci", "kappa", "brier", "hosmer_lemeshow",
+                  *CALIBRATION_KEYS, *DIAGNOSTIC_KEYS)
 PER_CLASS_BOOTSTRAPPED = ("accuracy", "precision", "recall", "f1", "kappa", "brier")
 DOCUMENT_KEYS = ("n", "classes", "overall", "per_class", "hosmer_lemeshow_multinomial", "confusion_matrix", "ci",
-                 "subgroups", "notes")
+                 "decision_curves", "decision_curves_comparators", "operating_points", "subgroups", "subgroup_tests",
+                 "notes")
+OSTA_RULE_NOTE = ("OSTA gives risk categories, not probabilities: its curve is a fixed referral rule (high risk -> "
+                  "refer for osteoporosis; moderate or high risk -> refer for low bone mass) that refers the same "
+                  "patients at every threshold")
 ROC_POINTS = 400  # ROC curves are thinned to this many points for plotting
 TOP_ERRORS = 10
 CLUSTER = "_cluster"  # optional column: the bootstrap unit when patient IDs alone are not unique (pooled centres)
@@ -64,13 +76,17 @@ def evaluate_arrays(
     no_proba_reason: str = "no predicted probabilities",
     ids: np.ndarray | None = None,
     with_curves: bool = True,
+    prespecified: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Every metric of DESIGN §10 for reference classes ``y`` (0..K−1).
 
     ``proba`` (N×K) gives the predicted class (argmax; ties go to the first class in CLASSES order), the AUC
     scores and the calibration numbers; a comparator without probabilities passes ``predicted`` and
     ``auc_scores`` (NaN columns: no AUC, with ``no_auc_reasons[k]``) instead. ``clusters`` (patient IDs) make the
-    bootstrap resample patients rather than rows. ``replicates = 0`` skips the bootstrap.
+    bootstrap resample patients rather than rows. ``replicates = 0`` skips the bootstrap. ``with_curves`` adds
+    the figure data and the clinical-utility analyses (decision curves, operating points at the sensitivity
+    targets and at the ``prespecified`` thresholds {decision: threshold}, flexible calibration curves); subgroup
+    evaluations leave them out.
     """
     y = np.asarray(y, dtype=np.int64)
     n = int(y.size)
@@ -98,6 +114,10 @@ def evaluate_arrays(
                                        f"({_names(absent)} absent)")
     if out_overall["kappa"] is None:
         notes["overall.kappa"] = "undefined: reference standard and prediction are one and the same single class"
+    for key in ("kappa_linear", "kappa_quadratic"):
+        if out_overall[key] is None:
+            notes[f"overall.{key}"] = "undefined: the expected disagreement is 0 (a single class in the reference " \
+                                      "standard and in the prediction)"
 
     per: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(CLASSES):
@@ -114,6 +134,10 @@ def evaluate_arrays(
             notes[f"per_class.{name}.kappa"] = (f"undefined: the {name}-vs-rest table has one category only "
                                                 "(reference and prediction agree on all or none)")
         per[name] = entry
+    measures, measure_reasons = per_class_measures(y, predicted, CLASSES)
+    for name, values in measures.items():
+        per[name].update(values)
+    notes.update({f"per_class.{key}": why for key, why in measure_reasons.items()})
 
     # AUC: per class OvR (Mann–Whitney) with DeLong CI; macro = mean of the defined ones, CI from their covariance
     auc_se: dict[str, float | None] = {}
@@ -154,7 +178,21 @@ def evaluate_arrays(
     # calibration
     hl_multi: dict[str, Any] = {"statistic": None, "df": None, "p": None}
     reliability: dict[str, Any] = {}
+    flexible: dict[str, Any] = {}
+    clustered = clusters is not None and np.unique(clusters).size < n
     if proba is not None:
+        for k, name in enumerate(CLASSES):
+            intercept, slope = calibration_intercept_slope(y == k, proba[:, k], what=name)
+            for key, estimate in (("calibration_intercept", intercept), ("calibration_slope", slope)):
+                per[name][key] = _num(estimate.value)
+                per[name][f"{key}_ci"] = _pair(*estimate.ci) if estimate.ci else None
+                if estimate.reason:
+                    notes[f"per_class.{name}.{key}"] = estimate.reason
+            if with_curves:
+                flexible[name], why = flexible_calibration(y == k, proba[:, k], replicates=replicates, seed=seed,
+                                                           clustered=clustered, what=name)
+                if why:
+                    notes[f"curves.flexible_calibration.{name}"] = why
         out_overall["ece"] = _num(cal.expected_calibration_error(proba, y))
         out_overall["brier"] = _num(cal.brier_multiclass(proba, y))
         brier_k = cal.brier_per_class(proba, y)
@@ -177,8 +215,23 @@ def evaluate_arrays(
         for name in CLASSES:
             per[name]["hosmer_lemeshow"] = {"statistic": None, "df": None, "p": None}
             notes[f"per_class.{name}.brier"] = no_proba_reason
+            notes[f"per_class.{name}.calibration_intercept"] = no_proba_reason
+            notes[f"per_class.{name}.calibration_slope"] = no_proba_reason
             notes[f"per_class.{name}.hosmer_lemeshow"] = no_proba_reason
         notes["hosmer_lemeshow_multinomial"] = no_proba_reason
+
+    # clinical utility: decision curves and screening operating points (main evaluations, not subgroups)
+    curves_dc: dict[str, Any] = {}
+    points: dict[str, Any] = {}
+    if with_curves and n > 0:
+        curves_dc, reasons = decision_curves(y, proba=proba, predicted=None if proba is not None else predicted)
+        notes.update({f"decision_curves.{key}": why for key, why in reasons.items()})
+        if proba is not None:
+            points, reasons = operating_points(y, proba, prespecified)
+            notes.update({f"operating_points.{key}": why for key, why in reasons.items()})
+        else:
+            points = {decision: None for decision in curves_dc}
+            notes.update({f"operating_points.{decision}": no_proba_reason for decision in curves_dc})
 
     # patient-level bootstrap for everything but the AUCs
     if replicates > 0 and n > 0:
@@ -192,7 +245,10 @@ def evaluate_arrays(
         "hosmer_lemeshow_multinomial": hl_multi,
         "confusion_matrix": cm.tolist(),
         "ci": ci,
+        "decision_curves": curves_dc,
+        "operating_points": points,
         "subgroups": {},
+        "subgroup_tests": {},
         "notes": notes,
         # the rest is for the report, not the --json document
         "support": support.tolist(),
@@ -202,7 +258,8 @@ def evaluate_arrays(
                       "unit": "patient", "patients": int(np.unique(clusters).size) if clusters is not None else n},
     }
     if with_curves:
-        out["curves"] = {"roc": _roc_curves(y, auc_scores, defined), "reliability": reliability}
+        out["curves"] = {"roc": _roc_curves(y, auc_scores, defined), "reliability": reliability,
+                         "flexible_calibration": flexible}
     if ids is not None and proba is not None:
         out["errors"] = _top_errors(y, predicted, proba, ids)
     return out
@@ -283,9 +340,27 @@ def _top_errors(y: np.ndarray, predicted: np.ndarray, proba: np.ndarray, ids: np
 
 
 def to_document(full: dict[str, Any]) -> dict[str, Any]:
-    """The exact `evaluate --json` shape (DESIGN/issue 6) plus ``notes`` (the reason of every null)."""
-    doc = {key: full[key] for key in DOCUMENT_KEYS if key not in ("subgroups", "notes")}
+    """The exact `evaluate --json` shape (DESIGN/issue 6, issue 15) plus ``notes`` (the reason of every null).
+
+    Built here and nowhere else: a JSON-safe dict of plain numbers, lists and strings.
+    """
+    own = ("subgroups", "notes", "decision_curves_comparators")
+    doc = {key: full.get(key, {}) for key in DOCUMENT_KEYS if key not in own}
     notes = dict(full["notes"])
+    comparators: dict[str, Any] = {}
+    for name, comp in (full.get("comparators") or {}).items():
+        evaluation = comp.get("evaluation")
+        if evaluation is None:
+            comparators[name] = None
+            notes[f"decision_curves_comparators.{name}"] = comp.get("reason") or "not evaluated"
+            continue
+        comparators[name] = evaluation.get("decision_curves", {})
+        for path, reason in evaluation["notes"].items():
+            if path.startswith("decision_curves."):
+                notes[f"decision_curves_comparators.{name}.{path.partition('.')[2]}"] = reason
+        if name == "osta":
+            notes["decision_curves_comparators.osta"] = OSTA_RULE_NOTE
+    doc["decision_curves_comparators"] = comparators
     subgroups: dict[str, dict[str, Any]] = {}
     for column, levels in full.get("subgroups", {}).items():
         subgroups[column] = {}
@@ -296,7 +371,7 @@ def to_document(full: dict[str, Any]) -> dict[str, Any]:
                     notes[f"subgroups.{column}.{level}.{path}"] = reason
     doc["subgroups"] = subgroups
     doc["notes"] = notes
-    return doc
+    return {key: doc[key] for key in DOCUMENT_KEYS}
 
 
 # -- a PredictionSet: the face model, its subgroups and the clinical comparators ---------------------------------
@@ -317,16 +392,21 @@ def subgroup_values(ps: Any, column: str) -> np.ndarray | None:
 
 def evaluate_predictions(ps: Any, *, by: Sequence[str] = (), replicates: int = REPLICATES, seed: int = SEED,
                          comparators: bool = True, subgroup_ci: bool = True,
+                         prespecified: Mapping[str, float] | None = None,
                          progress: Progress | None = None) -> dict[str, Any]:
     """Full evaluation of a PredictionSet: the face model, subgroups by ``by`` (sex, center, age_band or any
-    column), and (when the covariates are there) the clinical comparators with DeLong tests against the model."""
+    column) with the tests of their differences, and (when the covariates are there) the clinical comparators
+    with DeLong tests against the model. ``prespecified`` ({"osteoporosis": t, "low_bone_mass": t}, from the
+    study config's [screening]) adds pre-specified screening operating points."""
+    from f2b_study.stats.subgroup_tests import subgroup_tests
     from f2b_study.stats.subgroups import ordered_levels
 
     step = progress or (lambda _message: None)
     y, proba, ids = ps.y, ps.proba, ps.patient_id
     clusters = ps.evaluated[CLUSTER].to_numpy() if CLUSTER in ps.evaluated.columns else ids
     step("face model")
-    full = evaluate_arrays(y, proba=proba, clusters=clusters, ids=ids, replicates=replicates, seed=seed)
+    full = evaluate_arrays(y, proba=proba, clusters=clusters, ids=ids, replicates=replicates, seed=seed,
+                           prespecified=prespecified)
     if getattr(ps, "excluded", None):
         full["notes"]["n"] = "rows left out: " + "; ".join(f"{why}: {n}" for why, n in ps.excluded.items())
     for column in by:
@@ -345,6 +425,11 @@ def evaluate_predictions(ps: Any, *, by: Sequence[str] = (), replicates: int = R
             full["subgroups"][column][level] = evaluate_arrays(
                 y[mask], proba=proba[mask], clusters=clusters[mask], replicates=replicates if subgroup_ci else 0,
                 seed=seed, with_curves=False)
+        step(f"subgroup tests {column}")
+        tests, reasons = subgroup_tests(y, proba, values, full["operating_points"])
+        full["subgroup_tests"][column] = tests
+        for key, why in reasons.items():
+            full["notes"][f"subgroup_tests.{column}" + (f".{key}" if key else "")] = why
     if comparators:
         step("clinical comparators")
         full["comparators"] = evaluate_comparators(ps, clusters, replicates=replicates, seed=seed)

@@ -76,9 +76,11 @@ def meta_analysis(names: list[str], estimates: list[float | None], ses: list[flo
 
 def multicentre_summary(per_centre: Mapping[str, PredictionSet | pl.DataFrame], *, by: tuple[str, ...] = (),
                         replicates: int = REPLICATES, seed: int = SEED,
+                        prespecified: Mapping[str, float] | None = None,
                         progress: Progress | None = None) -> dict[str, Any]:
     """Per-centre evaluations, the pooled evaluation and the AUC meta-analyses (forest-plot data) of centres
-    given as {centre name: PredictionSet or predictions frame}."""
+    given as {centre name: PredictionSet or predictions frame}; ``prespecified`` thresholds as in
+    `evaluate_predictions`."""
     step = progress or (lambda _message: None)
     sets = {name: ps if isinstance(ps, PredictionSet) else predictions_from_frame(ps, source=name)
             for name, ps in per_centre.items()}
@@ -86,9 +88,9 @@ def multicentre_summary(per_centre: Mapping[str, PredictionSet | pl.DataFrame], 
     for name, ps in sets.items():
         step(f"centre {name}")
         centres[name] = evaluate_predictions(ps, by=tuple(c for c in by if c != "center"), replicates=replicates,
-                                             seed=seed)
+                                             seed=seed, prespecified=prespecified)
     step("pooled")
-    pooled = evaluate_predictions(_pool(sets), by=by, replicates=replicates, seed=seed)
+    pooled = evaluate_predictions(_pool(sets), by=by, replicates=replicates, seed=seed, prespecified=prespecified)
     names = list(centres)
     meta = {}
     for metric in META_METRICS:

@@ -12,6 +12,10 @@ Definitions (the paper's Table 2/3 mixes them; the report always says which):
   weighted = support-weighted mean. In both means a class that is present but never predicted counts with
   precision 0 (scikit-learn's zero_division=0), so never predicting a class is penalised, not skipped.
 - Cohen's kappa on the K×K table: (p_o − p_e)/(1 − p_e), p_e = Σ_k row_k·col_k / N².
+- Weighted kappa (the classes are ordered normal < osteopenia < osteoporosis): 1 − Σ w_ij·O_ij / Σ w_ij·E_ij,
+  E_ij = row_i·col_j / N, disagreement weights w_ij = |i − j| (linear) or (i − j)² (quadratic), as
+  scikit-learn's cohen_kappa_score(weights=...); written on the confusion matrix so the bootstrap replicates
+  (weighted confusion matrices) get it in one vectorised call.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import numpy as np
 
 PER_CLASS = ("accuracy", "precision", "recall", "f1", "kappa")
 OVERALL_FROM_CM = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
-                   "recall_weighted", "f1_weighted", "kappa")
+                   "recall_weighted", "f1_weighted", "kappa", "kappa_linear", "kappa_quadratic")
+KAPPA_WEIGHTS = ("linear", "quadratic")
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = 3,
@@ -81,4 +86,22 @@ def overall(cm: np.ndarray) -> dict[str, np.ndarray]:
     po = _divide(tp.sum(axis=-1), n)
     pe = _divide((support * predicted).sum(axis=-1), n * n)
     out["kappa"] = _divide(po - pe, 1.0 - pe)
+    for weights in KAPPA_WEIGHTS:
+        out[f"kappa_{weights}"] = weighted_kappa(cm, weights)
     return out
+
+
+def weighted_kappa(cm: np.ndarray, weights: str) -> np.ndarray:
+    """Weighted Cohen's kappa of (..., K, K) confusion matrices; NaN where the expected disagreement is 0."""
+    cm = np.asarray(cm, dtype=np.float64)
+    k = cm.shape[-1]
+    distance = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :]).astype(np.float64)
+    if weights == "quadratic":
+        distance = distance**2
+    elif weights != "linear":
+        raise ValueError(f"weights must be linear or quadratic, not {weights!r}")
+    n = cm.sum(axis=(-2, -1))
+    expected = cm.sum(axis=-1)[..., :, None] * cm.sum(axis=-2)[..., None, :]
+    observed_disagreement = (cm * distance).sum(axis=(-2, -1))
+    expected_disagreement = _divide((expected * distance).sum(axis=(-2, -1)), n)
+    return 1.0 - _divide(observed_disagreement, expected_disagreement)

@@ -1,8 +1,8 @@
 """Face tensors for training and screening.
 
-Standardised faces are read from the face cache once, at the model's input size, and kept as uint8 in memory;
-augmentation runs per sample in DataLoader workers, and normalisation to the
-model's mean/std runs per batch on the device (uint8 batches cross to the GPU at a quarter of the bytes).
+Standardised faces are read from the face cache once, at the model's input size, and kept as uint8 in memory
+(`models.runtime.InputTransform.load`); augmentation runs per sample in DataLoader workers, and normalisation to
+the model's mean/std runs per batch on the device (`InputTransform.normalise`).
 """
 
 from __future__ import annotations
@@ -14,26 +14,6 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from f2b_study.training.augment import AugmentConfig, augment
-
-
-def load_faces(face_paths: Sequence[str], size: int, progress: bool = False) -> np.ndarray:
-    """All cached faces at ``size`` as one (N, size, size, 3) uint8 array (the face cache's own resize)."""
-    from tqdm import tqdm
-
-    from f2b_study.faces.cache import load_face
-
-    out = np.empty((len(face_paths), size, size, 3), np.uint8)
-    for i, path in enumerate(tqdm(face_paths, desc="loading faces", unit="face", disable=not progress, leave=False)):
-        out[i] = load_face(path, size)[0]
-    return out
-
-
-def normalise(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float normalised, channels_last (cheap on the device it already lives on)."""
-    mean_t = torch.tensor(mean, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1)
-    out = (batch.float().div_(255.0) - mean_t) / std_t
-    return out.contiguous(memory_format=torch.channels_last)
 
 
 class FaceDataset(Dataset):

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,36 +37,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from f2b_study.atomic import atomic_path, write_text
-from f2b_study.training.augment import AugmentConfig
-from f2b_study.training.data import EpochSampler, FaceDataset, normalise
+from f2b_study.models.runtime import InputTransform, autocast, face_embeddings, pick_device, predict_faces
+from f2b_study.training.data import EpochSampler, FaceDataset
 from f2b_study.training.distributed import ShardedBatchSampler, current, rank_device, sync_batchnorm
+from f2b_study.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 BEST_DIR = "best"
-
-
-@dataclasses.dataclass
-class TrainSettings:
-    epochs: int = 150
-    batch_size: int = 32
-    max_lr: float = 1e-3
-    final_lr: float = 1e-6
-    warmup_fraction: float = 0.3
-    patience: int = 10
-    seed: int = 42
-    workers: int = 0
-    device: str = "auto"
-    bf16: bool = True  # autocast on CUDA only
-    compile: bool = False
-    augment: AugmentConfig | None = dataclasses.field(default_factory=AugmentConfig)
-    eval_batch_size: int = 128
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["augment"] = self.augment.describe() if self.augment else None
-        return data
 
 
 @dataclasses.dataclass
@@ -80,22 +60,6 @@ class EpochRecord:
     images_per_second: float
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else the CPU; asking for CUDA on a machine without it is an input error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from f2b_study.errors import InputError
-
-        raise InputError.at("--device", value=name, expected="auto or cpu (no CUDA device here)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        from f2b_study.errors import InputError
-
-        raise InputError.at("--device", value=name, expected="auto, cpu or cuda[:N]") from None
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -106,63 +70,34 @@ def _uses_embedding_cache(model: nn.Module) -> bool:
     return bool(getattr(model, "facenet_frozen", False)) and hasattr(model, "face_embedding")
 
 
-@torch.inference_mode()
-def compute_embeddings(model: nn.Module, faces: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                       device: torch.device, batch_size: int = 128) -> torch.Tensor:
-    model.eval()
-    chunks = []
-    for start in range(0, len(faces), batch_size):
-        batch = torch.from_numpy(faces[start:start + batch_size].transpose(0, 3, 1, 2).copy()).to(device)
-        chunks.append(model.face_embedding(normalise(batch, mean, std)).float().cpu())
-    return torch.cat(chunks) if chunks else torch.empty(0, 512)
-
-
-@torch.inference_mode()
-def predict_probabilities(model: nn.Module, faces: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                          device: torch.device, batch_size: int = 128, embeddings: torch.Tensor | None = None,
-                          bf16: bool = True) -> np.ndarray:
-    """Softmax probabilities (N, classes) for uint8 faces, in eval mode."""
-    model.eval()
-    out = []
-    autocast = device.type == "cuda" and bf16
-    for start in range(0, len(faces), batch_size):
-        batch = torch.from_numpy(faces[start:start + batch_size].transpose(0, 3, 1, 2).copy()).to(device)
-        x = normalise(batch, mean, std)
-        kwargs = {}
-        if embeddings is not None:
-            kwargs["face_embedding"] = embeddings[start:start + batch_size].to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            logits = model(x, **kwargs)
-        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-    return np.concatenate(out) if out else np.empty((0, 0))
-
-
 def patient_accuracy(probabilities: np.ndarray, labels: np.ndarray, patients: Sequence[str]) -> float:
-    """Accuracy of the argmax of each patient's mean image probabilities."""
-    groups: dict[str, list[int]] = {}
-    for i, patient in enumerate(patients):
-        groups.setdefault(patient, []).append(i)
-    correct = [int(np.argmax(probabilities[idx].mean(axis=0)) == labels[idx[0]]) for idx in groups.values()]
-    return float(np.mean(correct)) if correct else float("nan")
+    """Accuracy of the argmax of each patient's mean image probabilities (the unit the report analyses)."""
+    from f2b_study.models.runtime import patient_means
+
+    if not len(patients):
+        return float("nan")
+    ids, means, _ = patient_means(probabilities, patients)
+    first_label = dict(zip(patients[::-1], labels[::-1], strict=True))  # each patient's label (they share one)
+    return float(np.mean([int(np.argmax(m) == first_label[p]) for p, m in zip(ids, means, strict=True)]))
 
 
 class Trainer:
     """Trains ``model`` on uint8 faces; call :meth:`fit`. All outputs go to ``out``."""
 
     def __init__(self, model: nn.Module, *, faces: np.ndarray, labels: np.ndarray, patients: Sequence[str],
-                 train_index: np.ndarray, val_index: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                 train_index: np.ndarray, val_index: np.ndarray, transform: InputTransform,
                  settings: TrainSettings, out: Path, save_best: Callable[[nn.Module, dict[str, Any]], None],
-                 progress: bool = True) -> None:
+                 device: str = "auto", progress: bool = True) -> None:
         self.model = model
         self.faces, self.labels, self.patients = faces, np.asarray(labels), list(patients)
         self.train_index, self.val_index = np.asarray(train_index), np.asarray(val_index)
-        self.mean, self.std = list(mean), list(std)
+        self.transform = transform
         self.settings = settings
         self.out = out
         self.save_best = save_best
         self.progress = progress
         self.context = current()
-        self.device = rank_device(pick_device(settings.device), self.context)
+        self.device = rank_device(pick_device(device), self.context)
         self.history: list[EpochRecord] = []
         self.best_accuracy = -math.inf
         self.best_loss = math.inf
@@ -185,20 +120,22 @@ class Trainer:
         self._restore_batchnorm = sync_batchnorm(self.model, self.device) if context.enabled else None
         self.embeddings = None
         if _uses_embedding_cache(self.model):
-            self.embeddings = compute_embeddings(self.model, self.faces, self.mean, self.std, self.device)
+            self.embeddings = face_embeddings(self.model, self.faces, transform=self.transform, device=self.device,
+                                              batch_size=s.eval_batch_size)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=s.max_lr)
+        self.optimizer = torch.optim.Adam(params, lr=s.lr)
         self.steps_per_epoch = math.ceil(len(self.train_index) / s.batch_size)
-        initial_lr = s.max_lr / 25.0  # OneCycleLR's default start
+        initial_lr = s.lr / 25.0  # OneCycleLR's default start
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=s.max_lr, epochs=s.epochs, steps_per_epoch=self.steps_per_epoch,
+            self.optimizer, max_lr=s.lr, epochs=s.epochs, steps_per_epoch=self.steps_per_epoch,
             pct_start=s.warmup_fraction, div_factor=25.0, final_div_factor=initial_lr / s.final_lr)
-        dataset = FaceDataset(self.faces, self.labels, s.augment, s.seed)
+        dataset = FaceDataset(self.faces, self.labels, s.augment_config(), s.seed)
         self.sampler = EpochSampler(len(self.faces), s.seed, shuffle=True, indices=self.train_index.tolist())
         # one process: the same batches as DataLoader(batch_size=...); N processes: each rank's share of them
         self.batches = ShardedBatchSampler(self.sampler, s.batch_size, context)
-        self.loader = DataLoader(dataset, batch_sampler=self.batches, num_workers=s.workers,
-                                 pin_memory=self.device.type == "cuda", persistent_workers=s.workers > 0)
+        workers = s.workers if s.workers is not None else (4 if self.device.type == "cuda" else 0)
+        self.loader = DataLoader(dataset, batch_sampler=self.batches, num_workers=workers,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)
         step_model: nn.Module = self.model
         if context.enabled:
             import warnings
@@ -275,7 +212,6 @@ class Trainer:
 
         s = self.settings
         context = self.context
-        autocast = self.device.type == "cuda" and s.bf16
         epochs_without_gain = self._epochs_since_best()
         for epoch in range(self.start_epoch, s.epochs):
             if epochs_without_gain >= s.patience:
@@ -289,12 +225,12 @@ class Trainer:
             bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{s.epochs}", unit="batch", leave=False,
                        disable=not self.progress or not context.is_main)
             for step, (images, labels, index) in enumerate(bar):
-                images = normalise(images.to(self.device, non_blocking=True), self.mean, self.std)
+                images = self.transform.normalise(images.to(self.device, non_blocking=True))
                 labels = labels.to(self.device, non_blocking=True)
                 kwargs = {}
                 if self.embeddings is not None:
                     kwargs["face_embedding"] = self.embeddings[index].to(self.device, non_blocking=True)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                with autocast(self.device, s.bf16):
                     logits = self.step_model(images, **kwargs)
                     if context.enabled:
                         # this rank's share of the global batch's summed loss, times the world size: DDP's
@@ -327,6 +263,11 @@ class Trainer:
                                  lr=float(self.scheduler.get_last_lr()[0]), seconds=time.perf_counter() - started,
                                  images_per_second=seen / train_seconds if train_seconds else float("nan"))
             self.history.append(record)
+            if self.progress and context.is_main:  # the bar goes; one line per epoch stays on screen
+                best = " *" if (val_accuracy, -val_loss) > (self.best_accuracy, -self.best_loss) else ""
+                tqdm.write(f"epoch {epoch + 1:>3}/{s.epochs}  train loss {record.train_loss:.3f} acc "
+                           f"{record.train_accuracy:.3f} | validation loss {val_loss:.3f} acc {val_accuracy:.3f}"
+                           f"{best}  ({record.seconds:.1f} s)", file=sys.stderr)
             if (val_accuracy, -val_loss) > (self.best_accuracy, -self.best_loss):
                 self.best_accuracy, self.best_loss, self.best_epoch = val_accuracy, val_loss, epoch
                 if context.is_main:
@@ -348,8 +289,9 @@ class Trainer:
     def validate(self) -> tuple[float, float]:
         faces = self.faces[self.val_index]
         embeddings = self.embeddings[self.val_index] if self.embeddings is not None else None
-        probabilities = predict_probabilities(self.model, faces, self.mean, self.std, self.device,
-                                              self.settings.eval_batch_size, embeddings, self.settings.bf16)
+        probabilities = predict_faces(self.model, faces, transform=self.transform, device=self.device,
+                                      batch_size=self.settings.eval_batch_size, embeddings=embeddings,
+                                      bf16=self.settings.bf16)
         labels = self.labels[self.val_index]
         eps = 1e-12
         loss = float(-np.mean(np.log(probabilities[np.arange(len(labels)), labels] + eps)))
