@@ -9,7 +9,7 @@ import pytest
 
 from f2b_study import CLASSES
 from f2b_study.explain import figures as xfig
-from f2b_study.report.style import MIN_FONT_PT, STYLE, shown_font_px, svg_width_pt
+from f2b_study.present.style import MIN_FONT_PT, STYLE, shown_font_px, svg_width_pt
 
 
 def _labelled_ticks(axis) -> list[str]:

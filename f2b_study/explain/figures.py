@@ -1,4 +1,4 @@
-"""The explainability figures as inline SVG (f2b_study.report.style: the project's one figure style), drawn on a
+"""The explainability figures as inline SVG (f2b_study.present.style: the project's one figure style), drawn on a
 mean face only.
 
 The background is the mean of the explained faces (aligned standardised faces), shown only when at least
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from f2b_study.faces.figures import MIN_FACES_FOR_MEAN
-from f2b_study.report.format import decimals_for, number
-from f2b_study.report.labels import subgroup_label
-from f2b_study.report.style import CLASS_COLOURS, SvgFigure, figure_style, new_figure, to_svg
+from f2b_study.present.format import decimals_for, number
+from f2b_study.present.labels import subgroup_label
+from f2b_study.present.style import CLASS_COLOURS, SvgFigure, figure_style, new_figure, to_svg
 
 FLAT_RELATIVE_RANGE = 0.02  # (max − min) / mean |value| inside the face below 2%: the map is flat
 LOG_SPREAD = 100.0  # concept importances spanning more than this factor get a log axis

@@ -1,4 +1,4 @@
-"""The STARD report's explainability sections (f2b_study.report.stard.ReportSection) from an explain result.
+"""The STARD report's explainability sections (f2b_study.present.section.ReportSection) from an explain result.
 
     explanation_sections(document, figures) -> [ReportSection, ...]   (explain.json's content, {name: svg})
     sections_from_folder(out_dir) -> [ReportSection, ...]             (what `f2b-study explain --out` wrote)
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from f2b_study import CLASSES
-from f2b_study.report import format as fmt
-from f2b_study.report import tabular as tb
-from f2b_study.report.labels import subgroup_label
-from f2b_study.report.stard import ReportSection
+from f2b_study.present import format as fmt
+from f2b_study.present import tabular as tb
+from f2b_study.present.labels import subgroup_label
+from f2b_study.present.section import ReportSection
 
 FIGURES = ("region_shapley", "pixel_maps", "craft_importance", "craft_maps", "ssam_attention")
 

@@ -49,7 +49,7 @@ def patient_values(frame: pl.DataFrame, regions: Sequence[str], outputs: Sequenc
 
 def fmt(value: float | None, digits: int = 3) -> str:
     """Fixed-point with ``digits`` decimals and a Unicode minus (one precision per table: see ``table_digits``)."""
-    from f2b_study.report.format import number
+    from f2b_study.present.format import number
 
     return number(value, digits)
 
@@ -57,7 +57,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def table_digits(values: Sequence[float | None]) -> int:
     """Decimals that give the table's largest |value| three significant digits (3 to 6): region values of
     probabilities are often 1e-3 or smaller, and a column must not mix 0.0123 with 8.91e-05."""
-    from f2b_study.report.format import decimals_for
+    from f2b_study.present.format import decimals_for
 
     return decimals_for(list(values))
 

@@ -3,7 +3,7 @@ calibration curves with their bootstrap band, and the comparison of models on th
 
 Each function takes the plain dicts of the evaluation (f2b_study.stats.evaluation / compare) and returns an
 ``<svg>`` element (empty string when there is nothing to draw), drawn in the project's one figure style
-(f2b_study.report.style: colours, text ≥ 9 pt, deterministic SVG, prefixed IDs, 300-dpi PNG for the exports).
+(f2b_study.present.style: colours, text ≥ 9 pt, deterministic SVG, prefixed IDs, 300-dpi PNG for the exports).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from f2b_study.report.format import number, p_value
-from f2b_study.report.style import CLASS_COLOURS, COLOURS, clip_text, figure_style, new_figure, to_svg
+from f2b_study.present.format import number, p_value
+from f2b_study.present.style import CLASS_COLOURS, COLOURS, clip_text, figure_style, new_figure, to_svg
 
 DECISION_TITLES = {"osteoporosis": "Refer for DXA: osteoporosis (p_osteoporosis ≥ t)",
                    "low_bone_mass": "Refer for DXA: low bone mass (1 − p_normal ≥ t)"}
@@ -43,7 +43,17 @@ def _nb_axes(ax: Any, curves: Mapping[str, list[dict] | None], decision: str, ma
     ax.set_ylim(-0.1 * max(top, 0.01), 1.08 * max(top, 0.01))
     ax.set_xlabel("Threshold probability t")
     ax.set_title(DECISION_TITLES.get(decision, decision), fontsize=10)
-    ax.legend(loc="upper right", frameon=False)
+
+
+def _legend_below(fig: Any, axes: Sequence[Any]) -> float:
+    """One legend for the decision panels, under them (a legend inside covers the curves); returns the figure
+    fraction it takes at the bottom."""
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda hl: len(hl[0]))
+    if not handles:
+        return 0.0
+    columns = min(3, len(handles))
+    fig.legend(handles, labels, loc="lower center", ncol=columns, frameon=False)
+    return 0.045 * -(-len(handles) // columns) + 0.03
 
 
 def decision_curves_svg(models: Mapping[str, Mapping[str, list[dict] | None]], prefix: str,
@@ -55,7 +65,7 @@ def decision_curves_svg(models: Mapping[str, Mapping[str, list[dict] | None]], p
     if not any(curves and any(curves.get(d) for d in decisions) for curves in models.values()):
         return ""
     with figure_style():
-        fig, axes = new_figure((4.6 * len(decisions), 3.8), 1, len(decisions))
+        fig, axes = new_figure((4.6 * len(decisions), 4.6), 1, len(decisions))
         axes = np.atleast_1d(axes)
         for ax, decision in zip(axes, decisions, strict=True):
             _nb_axes(ax, {name: (curves or {}).get(decision) for name, curves in models.items()}, decision,
@@ -63,7 +73,8 @@ def decision_curves_svg(models: Mapping[str, Mapping[str, list[dict] | None]], p
         axes[0].set_ylabel("Net benefit")
         if title:
             fig.suptitle(title)
-        fig.tight_layout()
+        bottom = _legend_below(fig, axes)
+        fig.tight_layout(rect=(0, bottom, 1, 1))
         return to_svg(fig, prefix)
 
 
@@ -128,7 +139,7 @@ def model_comparison_svg(comparison: Mapping[str, Any], prefix: str, max_thresho
         return ""
     classes = [*comparison.get("classes", []), "macro"]
     with figure_style():
-        fig, axes = new_figure((10.6, 4.4), 1, 3, gridspec_kw={"width_ratios": [1.1, 1, 1]})
+        fig, axes = new_figure((10.6, 5.0), 1, 3, gridspec_kw={"width_ratios": [1.1, 1, 1]})
         ax = axes[0]
         offsets = np.linspace(-0.25, 0.25, len(models)) if len(models) > 1 else np.zeros(1)
         for (name, model), dy, colour in zip(models.items(), offsets, COLOURS, strict=False):
@@ -161,5 +172,6 @@ def model_comparison_svg(comparison: Mapping[str, Any], prefix: str, max_thresho
             _nb_axes(ax, {name: model["decision_curves"].get(decision) for name, model in models.items()}, decision,
                      max_threshold)
         axes[1].set_ylabel("Net benefit")
-        fig.tight_layout()
+        bottom = _legend_below(fig, axes[1:])
+        fig.tight_layout(rect=(0, bottom, 1, 1))
         return to_svg(fig, prefix)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from f2b_study import CLASSES
-from f2b_study.report import format as fmt
+from f2b_study.present import format as fmt
 
 ONE_CLASS_SHARE = 0.95
 KAPPA_MAX = 0.05

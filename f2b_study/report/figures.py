@@ -1,4 +1,4 @@
-"""The report's figures as inline SVG (report.style: one style, text ≥ 9 pt at 100% zoom): confusion matrix, OvR
+"""The report's figures as inline SVG (present.style: one style, text ≥ 9 pt at 100% zoom): confusion matrix, OvR
 ROC curves, reliability diagrams, participant flow, forest plot.
 
 Deterministic output (fixed hash salt, no date), text kept as SVG <text> (escaped by matplotlib, selectable),
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from f2b_study.report.format import number
-from f2b_study.report.style import (
+from f2b_study.present.format import number
+from f2b_study.present.style import (
     CLASS_COLOURS,
     COLOURS,
     MAX_WIDTH_IN,

@@ -20,10 +20,10 @@ import polars as pl
 
 from f2b_study import CLASSES, DISCLAIMER, __version__
 from f2b_study.inference.pathway import PATHWAY
+from f2b_study.present.format import number
+from f2b_study.present.labels import column_label
+from f2b_study.present.style import CLASS_COLOURS, SvgFigure, figure_style, new_figure, to_svg
 from f2b_study.report.degenerate import ONE_CLASS_SHARE
-from f2b_study.report.format import number
-from f2b_study.report.labels import column_label
-from f2b_study.report.style import CLASS_COLOURS, SvgFigure, figure_style, new_figure, to_svg
 
 TEMPLATE = "screening.html.j2"
 

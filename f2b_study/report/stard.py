@@ -2,7 +2,7 @@
 and beside it the same tables in tables.xlsx and tables/*.csv and every figure as figures/*.svg and 300-dpi PNG.
 
 Every number comes from the evaluation dicts (f2b_study.stats.evaluation); tables are built as data first
-(report.tabular: typed cells with value, CI and note) and rendered to HTML, XLSX and CSV from the same object.
+(present.tabular: typed cells with value, CI and note) and rendered to HTML, XLSX and CSV from the same object.
 Methods are prose built from MethodsFacts (report.methods); the formulas sit in a collapsible appendix. When the
 index test is degenerate (report.degenerate) the report says so at the top. Text from the data (centre names,
 levels, reasons) is escaped by Jinja's autoescape; only our own SVG figures and the explanation hook's fragments
@@ -21,30 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from f2b_study import CLASSES, DISCLAIMER, __version__
-from f2b_study.report import tabular as tb
-from f2b_study.report.format import SMALL_N
-from f2b_study.report.labels import column_label, level_label
+from f2b_study.present import tabular as tb
+from f2b_study.present.format import SMALL_N
+from f2b_study.present.labels import column_label, level_label
+from f2b_study.present.section import ReportSection
+from f2b_study.present.tabular import Footnotes  # noqa: F401  (re-exported: older callers import it from here)
 from f2b_study.report.methods import MethodsFacts
-from f2b_study.report.tabular import Footnotes  # noqa: F401  (re-exported: older callers import it from here)
 
 TEMPLATE = "stard.html.j2"
 SMALL_N_NOTE = f"fewer than {SMALL_N} patients: the estimates are unstable"
-
-
-@dataclasses.dataclass
-class ReportSection:
-    """A section added by another part of the tool (the explainability work): ``html`` is a trusted fragment built
-    by our own code with escaping; ``figures`` are trusted inline SVGs (report.style.to_svg), named for the exports
-    by ``figure_names`` (same order; unnamed ones get the section's name and a number); ``tables`` are
-    report.tabular.Table objects, or plain {"caption", "columns", "rows"} dicts the template escapes. A section
-    that ``contains_faces`` shows (and exports) its figures only when the report includes faces."""
-
-    title: str
-    html: str = ""
-    figures: list[str] = dataclasses.field(default_factory=list)
-    tables: list[Any] = dataclasses.field(default_factory=list)
-    contains_faces: bool = False
-    figure_names: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -307,7 +292,7 @@ def _section_table(table: Any, section: str, i: int) -> tb.Table:
 # -- rendering -------------------------------------------------------------------------------------------------------
 
 def build_context(study: StudyReportInput) -> dict[str, Any]:
-    """The template's context. ``export_tables`` (report.tabular.Table, in report order) and ``export_figures``
+    """The template's context. ``export_tables`` (present.tabular.Table, in report order) and ``export_figures``
     ({name: SvgFigure}) are what the exports write."""
     from f2b_study.cohort.centre import LabelRules
     from f2b_study.report import methods
@@ -418,7 +403,7 @@ def _render(context: dict[str, Any]) -> str:
     from f2b_study.report.screening import stylesheet
 
     shown = dict(context)
-    from f2b_study.report.style import svg_width_pt
+    from f2b_study.present.style import svg_width_pt
 
     shown["figures"] = {k: _trusted(v) for k, v in context["figures"].items() if v}
     shown["widths"] = {k: f"{svg_width_pt(v) or 300:.0f}" for k, v in context["figures"].items() if v}
@@ -437,7 +422,7 @@ EXPORT_NAMES = {"xlsx": "tables.xlsx", "csv": "tables", "figures": "figures"}
 def write_exports(context: dict[str, Any], folder: Path) -> dict[str, Path]:
     """tables.xlsx (a sheet per table), tables/<key>.csv and figures/<name>.svg + .png (300 dpi) under ``folder``."""
     from f2b_study.atomic import write_bytes, write_text
-    from f2b_study.report.style import standalone_svg
+    from f2b_study.present.style import standalone_svg
 
     written: dict[str, Path] = {}
     tables: list[tb.Table] = context["export_tables"]

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from f2b_study.report import format as fmt
-from f2b_study.report import tabular as tb
-from f2b_study.report.labels import level_label
+from f2b_study.present import format as fmt
+from f2b_study.present import tabular as tb
+from f2b_study.present.labels import level_label
 
 CATEGORICAL, MEAN_SD, MEDIAN_IQR, COUNT = "n (%)", "mean ± SD", "median (IQR)", "n"
 DECIMALS = {MEAN_SD: 1, MEDIAN_IQR: 1, CATEGORICAL: 1}  # continuous summaries and percentages: one decimal
@@ -153,8 +153,8 @@ def table1_page(result: Any, title: str, caption: str) -> str:
     """A standalone HTML page of one Table 1 (what `f2b-study table1 --out FILE.html` writes)."""
     from markupsafe import Markup
 
+    from f2b_study.present.tabular import Footnotes, html_view
     from f2b_study.report.stard import environment
-    from f2b_study.report.tabular import Footnotes, html_view
 
     footnotes = Footnotes()
     view = html_view(table1_table(result, caption), footnotes)

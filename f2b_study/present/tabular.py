@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from f2b_study.report import format as fmt
+from f2b_study.present import format as fmt
 
 TEXT, INT, NUMBER, P, PERCENT = "text", "int", "number", "p", "percent"
 KINDS = (TEXT, INT, NUMBER, P, PERCENT)
