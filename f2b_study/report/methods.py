@@ -44,9 +44,24 @@ def labelling_text(centres: Sequence[tuple[str, LabelRules]]) -> str:
 
 
 def qc_text(qc: QCThresholds) -> str:
-    """The photo standardisation and quality-control rules in force, with their thresholds (the same paragraph
-    MethodsFacts.photo_qc gives)."""
-    return photos(MethodsFacts(photo_qc=dataclasses.asdict(qc)))
+    """The photo quality-control rules in force, with their thresholds."""
+    parts = [f"detection score ≥ {qc.min_detection_score:g}",
+             f"at least {qc.min_interocular_px:g} px between the eye centres",
+             f"|yaw| ≤ {qc.max_yaw:g}°, |pitch| ≤ {qc.max_pitch:g}°, |roll| ≤ {qc.max_roll:g}°",
+             f"no second face of score ≥ {qc.multiple_faces_min_score:g} and at least "
+             f"{100 * qc.multiple_faces_min_size:g}% of the main face's width"]
+    excluding = [name for name in ("eyes_closed", "non_neutral_expression")
+                 if getattr(qc, f"exclude_{name}", False)]
+    flagged = [name for name in ("eyes_closed", "non_neutral_expression") if name not in excluding]
+    text = ("Faces were standardised with MediaPipe (face landmarker, 478 landmarks; the elliptical face region on "
+            "black, eye line horizontal, 512 × 512 px). A photo was usable with " + "; ".join(parts) + ".")
+    if excluding:
+        text += f" Excluding as well: {', '.join(n.replace('_', ' ') for n in excluding)}."
+    if flagged:
+        text += (f" Recorded as flags only (the photo kept): {', '.join(n.replace('_', ' ') for n in flagged)} "
+                 f"(eyes closed: both eyeBlink blendshapes ≥ {qc.eyes_closed_min_blink:g}; expression: a smile, "
+                 f"open-jaw or pucker blendshape ≥ {qc.expression_max:g}).")
+    return text + " A patient's prediction is the mean of the probabilities of its usable photos."
 
 
 def training_text(*, arch: str, model_config: Mapping[str, Any], settings: Mapping[str, Any], split: str,
@@ -159,55 +174,21 @@ def participants(facts: MethodsFacts) -> str:
     return " ".join(parts)
 
 
-QC_WORDS = {
-    "min_detection_score": "the face detector's score was below {v:g}",
-    "min_interocular_px": "the eye centres were fewer than {v:g} pixels apart",
-}
-
-
 def photos(facts: MethodsFacts) -> str:
-    qc = dict(facts.photo_qc or {})
-    from f2b_study.faces.standardise import SIZE
-
-    parts = ["Each frontal face photo was standardised with MediaPipe's face landmarker (478 landmarks): rotated so "
-             f"that the eye line is horizontal and cut to an elliptical face region on black, {SIZE} × {SIZE} px"
-             + (f" (face pipeline {facts.face_pipeline})." if facts.face_pipeline else ".")]
-    reasons = ["the file could not be read", "no face was found"]
-    if "multiple_faces_min_score" in qc or "multiple_faces_min_size" in qc:
-        score, size = qc.pop("multiple_faces_min_score", None), qc.pop("multiple_faces_min_size", None)
-        detail = _join([f"detector score ≥ {score:g}" if score is not None else "",
-                        f"at least {100 * size:g}% of the main face's width" if size is not None else ""])
-        reasons.append(f"a second face was in the photo ({detail})")
-    for key in ("min_detection_score", "min_interocular_px"):
-        if key in qc:
-            reasons.append(QC_WORDS[key].format(v=qc.pop(key)))
-    angles = [(name, qc.pop(f"max_{name}")) for name in ("yaw", "pitch", "roll") if f"max_{name}" in qc]
-    if angles:
-        reasons.append("the head was turned more than " + _join([f"{v:g}° ({name})" for name, v in angles], "or"))
-    flagged = []
-    blink, exclude_eyes = qc.pop("eyes_closed_min_blink", None), qc.pop("exclude_eyes_closed", None)
-    if blink is not None:
-        (reasons if exclude_eyes else flagged).append(f"both eyes were closed (blink score ≥ {blink:g})")
-    expression, shapes = qc.pop("expression_max", None), qc.pop("expression_blendshapes", None)
-    exclude_expression = qc.pop("exclude_non_neutral_expression", None)
-    if expression is not None:
-        which = f"one of {', '.join(shapes)}" if shapes else "an expression blendshape"
-        (reasons if exclude_expression else flagged).append(
-            f"the expression was not neutral ({which} ≥ {expression:g})")
-    parts.append("A photo was excluded, with its reason counted, when " + _join(reasons, "or") + ".")
-    if flagged:
-        parts.append("Photos where " + _join(flagged, "or") + " were flagged but kept.")
-    if qc:
-        parts.append("Other quality-control settings: " + ", ".join(f"{k} = {_value(v)}" for k, v in qc.items()) +
-                     ".")
-    parts.append("A patient's prediction is the mean of the class probabilities of their usable photos.")
-    return " ".join(parts)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """Face standardisation and photo QC in one wording (``qc_text``), from the thresholds in force; settings
+    that are not QCThresholds fields are listed as they are."""
+    known = {f.name for f in dataclasses.fields(QCThresholds)}
+    given = dict(facts.photo_qc or {})
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in known}
+    text = qc_text(QCThresholds(**values)) if given else (
+        "Faces were standardised with MediaPipe (face landmarker, 478 landmarks; the elliptical face region on "
+        "black, eye line horizontal). A patient's prediction is the mean of the probabilities of its usable photos.")
+    if facts.face_pipeline:
+        text += f" Face pipeline version: {facts.face_pipeline}."
+    other = {k: v for k, v in given.items() if k not in known}
+    if other:
+        text += " Other quality-control settings: " + ", ".join(f"{k} = {v}" for k, v in other.items()) + "."
+    return text
 
 
 def _facenet(weights: dict[str, Any] | str | None) -> str:
