@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--by", required=True, help="grouping column, e.g. split, bone_status, sex, center")
     parser.add_argument("--vars", help="comma-separated variables (default: sex, bone_status, age_years, "
                         "height_cm, weight_kg, bmi, those present)")
-    parser.add_argument("--out", type=Path, help="write the table to FILE.csv or FILE.html")
+    parser.add_argument("--out", type=Path, help="write the table to FILE.csv, FILE.xlsx or FILE.html")
     parser.add_argument("--all-rows", action="store_true", help="include rows with eligible = false")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.set_defaults(func=run)

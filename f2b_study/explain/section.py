@@ -1,4 +1,4 @@
-"""The STARD report's explainability sections (f2b_study.report.stard.ReportSection) from an explain result.
+"""The STARD report's explainability sections (f2b_study.present.section.ReportSection) from an explain result.
 
     explanation_sections(document, figures) -> [ReportSection, ...]   (explain.json's content, {name: svg})
     sections_from_folder(out_dir) -> [ReportSection, ...]             (what `f2b-study explain --out` wrote)
@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from f2b_study import CLASSES
-from f2b_study.report.stard import ReportSection
+from f2b_study.present import format as fmt
+from f2b_study.present import tabular as tb
+from f2b_study.present.labels import subgroup_label
+from f2b_study.present.section import ReportSection
 
 FIGURES = ("region_shapley", "pixel_maps", "craft_importance", "craft_maps", "ssam_attention")
 
@@ -29,71 +32,80 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _num(value: Any, digits: int = 3) -> str | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if number != number:  # NaN
-        return None
-    return f"{number:.{digits}g}"
+def _mean_sd_cell(mean: Any, sd: Any, n: Any, digits: int) -> tb.Cell:
+    if not n:
+        return tb.Cell()
+    return tb.Cell(value=fmt.finite(mean), text=f"{fmt.number(mean, digits)} ± {fmt.number(sd, digits)}",
+                   parts={"SD": fmt.finite(sd)})
 
 
-def _p_value(value: Any) -> str | None:
-    if value is None:
-        return None
-    return "<0.001" if float(value) < 0.001 else f"{float(value):.3f}"
+def _table6(rows: Sequence[Mapping[str, Any]], explained: str, classes: Sequence[str], caption: str,
+            key: str) -> tb.Table:
+    """Region Shapley values, mean ± SD and n per class; one fixed-point precision for the whole table."""
+    from f2b_study.explain.tables import table_digits
 
-
-def _table6(rows: Sequence[Mapping[str, Any]], explained: str, classes: Sequence[str], caption: str
-            ) -> dict[str, Any]:
     chosen = [r for r in rows if r["explained_output"] == explained]
-    return {"caption": caption,
-            "columns": ["Subgroup", "Region", *[f"{c} (n)" for c in classes]],
-            "rows": [[r["subgroup"], r["region"], *[f"{r[c]} ({r[f'{c}_n']})" for c in classes]] for r in chosen]}
+    digits = table_digits([r.get(f"{c}_{k}") for r in chosen for c in classes for k in ("mean", "sd")])
+    columns = [tb.Column("Subgroup", tb.TEXT), tb.Column("Region", tb.TEXT)]
+    for c in classes:
+        columns += [tb.Column(f"{c}: mean ± SD", digits=digits, parts=("SD",)), tb.Column(f"{c}: n", tb.INT)]
+    table_rows = []
+    for r in chosen:
+        cells = [tb.text(subgroup_label(str(r["subgroup"]))), tb.text(r["region"])]
+        for c in classes:
+            cells += [_mean_sd_cell(r.get(f"{c}_mean"), r.get(f"{c}_sd"), r.get(f"{c}_n"), digits),
+                      tb.num(r.get(f"{c}_n"))]
+        table_rows.append(tb.Row(cells))
+    return tb.Table(key=key, caption=caption, columns=columns, rows=table_rows)
 
 
-def _table7(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return {"caption": "Table 7. Cosine similarity of patients' region-attribution vectors (5 regions × 3 outputs): "
-                       "within each class and between classes (mean ± SD over pairs); Welch's two-sample t-test of "
-                       "intra-class against inter-class pairs, two-sided (pairs sharing a patient are not "
-                       "independent: P is descriptive).",
-            "columns": ["Analysis", "Comparison", "Patients", "Pairs", "Similarity (mean ± SD)", "Welch t", "df", "P"],
-            "rows": [[r["analysis"], r["comparison"], r["n_patients"], r["n_pairs"], r["similarity"],
-                      _num(r.get("welch_t")), None if r.get("welch_df") is None else f"{float(r['welch_df']):.1f}",
-                      _p_value(r.get("p"))] for r in rows]}
+def _table7(rows: Sequence[Mapping[str, Any]]) -> tb.Table:
+    columns = [tb.Column("Analysis", tb.TEXT), tb.Column("Comparison", tb.TEXT), tb.Column("Patients", tb.INT),
+               tb.Column("Pairs", tb.INT), tb.Column("Similarity (mean ± SD)", parts=("SD",)),
+               tb.Column("Welch t", digits=2), tb.Column("df", digits=1), tb.Column("P", tb.P)]
+    table_rows = [tb.Row([tb.text(r["analysis"]), tb.text(r["comparison"]), tb.num(r["n_patients"]),
+                          tb.num(r["n_pairs"]), _mean_sd_cell(r.get("mean"), r.get("sd"), r["n_pairs"], 3),
+                          tb.num(r.get("welch_t")), tb.num(r.get("welch_df")), tb.num(r.get("p"))])
+                  for r in rows]
+    return tb.Table(key="table7", caption="Table 7. Cosine similarity of patients' region-attribution vectors (5 "
+                    "regions × 3 outputs): within each class and between classes (mean ± SD over pairs); Welch's "
+                    "two-sample t-test of intra-class against inter-class pairs, two-sided (pairs sharing a patient "
+                    "are not independent: P is descriptive).", columns=columns, rows=table_rows)
 
 
-def _table8(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def _table8(rows: Sequence[Mapping[str, Any]]) -> tb.Table | None:
     if not rows or len(rows[0]) <= 1:
         return None
     kinds = [k[: -len("_js_divergence")] for k in rows[0] if k.endswith("_js_divergence")]
     names = {"craft_attribution": "CRAFT concept maps", "ssam_attention": "SSAM attention"}
-    columns = ["Comparison"]
+    columns = [tb.Column("Comparison", tb.TEXT)]
     for kind in kinds:
-        columns += [f"{names.get(kind, kind)}: JS divergence (bits)", f"{names.get(kind, kind)}: JS distance"]
-    return {"caption": "Table 8. Jensen–Shannon divergence between the classes' mean attention maps, logarithm base 2 "
-                       "(0 = identical maps, 1 = disjoint); the JS distance is its square root (scipy's "
-                       "jensenshannon). Maps at the feature map's resolution.",
-            "columns": columns,
-            "rows": [[r["comparison"], *[v for kind in kinds for v in (_num(r.get(f"{kind}_js_divergence")),
-                                                                         _num(r.get(f"{kind}_js_distance")))]]
-                     for r in rows]}
+        for suffix, label in (("js_divergence", "JS divergence (bits)"), ("js_distance", "JS distance")):
+            digits = fmt.decimals_for([r.get(f"{kind}_{suffix}") for r in rows])
+            columns.append(tb.Column(f"{names.get(kind, kind)}: {label}", digits=digits))
+    table_rows = [tb.Row([tb.text(r["comparison"]), *[tb.num(r.get(f"{kind}_{suffix}")) for kind in kinds
+                                                     for suffix in ("js_divergence", "js_distance")]])
+                  for r in rows]
+    return tb.Table(key="table8", caption="Table 8. Jensen–Shannon divergence between the classes' mean attention "
+                    "maps, logarithm base 2 (0 = identical maps, 1 = disjoint); the JS distance is its square root "
+                    "(scipy's jensenshannon). Maps at the feature map's resolution.", columns=columns,
+                    rows=table_rows)
 
 
-def _concepts_table(craft: Mapping[str, Any]) -> dict[str, Any]:
+def _concepts_table(craft: Mapping[str, Any]) -> tb.Table:
+    every = [v for item in craft.get("classes", []) for v in item["importance"]]
+    digits = fmt.decimals_for(every, significant=2, low=2, high=5)
     rows = []
     for item in craft.get("classes", []):
         importance = item["importance"]
-        top = ", ".join(f"concept {i + 1}: {importance[i]:.3g}" for i in item["ranking"][:3])
-        rows.append([item["class"], item["n_images"], item["n_crops"], item["n_concepts"],
-                     _num(item["nmf_relative_error"]), top])
-    return {"caption": "CRAFT concepts per class: faces, crops, NMF concepts, NMF relative reconstruction error "
-                       "‖A − UW‖/‖A‖, and the three most important concepts (total Sobol index).",
-            "columns": ["Class", "Faces", "Crops", "Concepts", "NMF error", "Most important concepts"],
-            "rows": rows}
+        top = ", ".join(f"concept {i + 1}: {fmt.number(importance[i], digits)}" for i in item["ranking"][:3])
+        rows.append(tb.Row([tb.text(item["class"]), tb.num(item["n_images"]), tb.num(item["n_crops"]),
+                            tb.num(item["n_concepts"]), tb.num(item["nmf_relative_error"]), tb.text(top)]))
+    return tb.Table(key="craft_concepts", caption="CRAFT concepts per class: faces, crops, NMF concepts, NMF relative "
+                    "reconstruction error ‖A − UW‖/‖A‖, and the three most important concepts (total Sobol index).",
+                    columns=[tb.Column("Class", tb.TEXT), tb.Column("Faces", tb.INT), tb.Column("Crops", tb.INT),
+                             tb.Column("Concepts", tb.INT), tb.Column("NMF error"),
+                             tb.Column("Most important concepts", tb.TEXT)], rows=rows)
 
 
 def explanation_sections(document: Mapping[str, Any], figures: Mapping[str, str]) -> list[ReportSection]:
@@ -131,14 +143,16 @@ def explanation_sections(document: Mapping[str, Any], figures: Mapping[str, str]
     tables = [
         _table6(document["table6"], "reference class", classes,
                 f"Table 6. Region Shapley values (mean ± SD over patients, n) of the {output} of each patient's own "
-                "reference class, by reference class; overall and by sex."),
+                "reference class, by reference class; overall and by sex.", "table6"),
         _table6(document["table6"], classes[-1], classes,
                 f"Table 6b. Region Shapley values of the {classes[-1]} {output} for every patient, by reference "
-                "class (towards the last class, as the paper's negative-to-positive progression reads)."),
+                "class (towards the last class, as the paper's negative-to-positive progression reads).",
+                "table6b"),
         _table7(document["table7"]),
     ]
+    shap_figures = [n for n in ("region_shapley", "pixel_maps") if figures.get(n)]
     shap_section = ReportSection(title="Explainability: facial regions (exact Shapley values)", html="".join(parts),
-                                 figures=[figures[n] for n in ("region_shapley", "pixel_maps") if figures.get(n)],
+                                 figures=[figures[n] for n in shap_figures], figure_names=shap_figures,
                                  tables=tables)
     sections = [shap_section]
 
@@ -146,7 +160,7 @@ def explanation_sections(document: Mapping[str, Any], figures: Mapping[str, str]
     if craft is not None:
         if craft.get("skipped"):
             craft_html = _p(f"CRAFT concepts were not computed: {_e(craft['skipped'])}.")
-            craft_tables: list[dict[str, Any]] = []
+            craft_tables: list[tb.Table] = []
         else:
             config = craft["config"]
             craft_html = _p(
@@ -162,10 +176,10 @@ def explanation_sections(document: Mapping[str, Any], figures: Mapping[str, str]
             table8 = _table8(document.get("table8") or [])
             if table8:
                 craft_tables.append(table8)
+        craft_figures = [n for n in ("craft_importance", "craft_maps", "ssam_attention") if figures.get(n)]
         sections.append(ReportSection(
             title="Explainability: concepts (CRAFT)", html=craft_html,
-            figures=[figures[n] for n in ("craft_importance", "craft_maps", "ssam_attention") if figures.get(n)],
-            tables=craft_tables))
+            figures=[figures[n] for n in craft_figures], figure_names=craft_figures, tables=craft_tables))
     return sections
 
 

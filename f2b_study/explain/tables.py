@@ -47,11 +47,19 @@ def patient_values(frame: pl.DataFrame, regions: Sequence[str], outputs: Sequenc
             .agg(*[pl.col(c).first() for c in keep], *[pl.col(c).mean() for c in columns], pl.len().alias("n_images")))
 
 
-def fmt(value: float | None) -> str:
-    """Three significant digits (region values of probabilities are often 1e-3 or smaller)."""
-    if value is None or not np.isfinite(value):
-        return "—"
-    return f"{value:.3g}".replace("-", "−")
+def fmt(value: float | None, digits: int = 3) -> str:
+    """Fixed-point with ``digits`` decimals and a Unicode minus (one precision per table: see ``table_digits``)."""
+    from f2b_study.present.format import number
+
+    return number(value, digits)
+
+
+def table_digits(values: Sequence[float | None]) -> int:
+    """Decimals that give the table's largest |value| three significant digits (3 to 6): region values of
+    probabilities are often 1e-3 or smaller, and a column must not mix 0.0123 with 8.91e-05."""
+    from f2b_study.present.format import decimals_for
+
+    return decimals_for(list(values))
 
 
 def mean_sd(values: np.ndarray) -> tuple[int, float | None, float | None]:
@@ -79,9 +87,13 @@ def table6(patients: pl.DataFrame, regions: Sequence[str], classes: Sequence[str
                     rows = frame.filter(pl.col("bone_status") == cls)
                     column = value_column(region, cls if explained == REFERENCE else explained)
                     n, mean, sd = mean_sd(rows[column].to_numpy())
-                    record.update({f"{cls}_n": n, f"{cls}_mean": mean, f"{cls}_sd": sd,
-                                   cls: f"{fmt(mean)} ± {fmt(sd)}" if n else "—"})
+                    record.update({f"{cls}_n": n, f"{cls}_mean": mean, f"{cls}_sd": sd})
                 records.append(record)
+    digits = table_digits([r[f"{c}_{k}"] for r in records for c in classes for k in ("mean", "sd")])
+    for record in records:
+        for cls in classes:
+            record[cls] = (f"{fmt(record[f'{cls}_mean'], digits)} ± {fmt(record[f'{cls}_sd'], digits)}"
+                           if record[f"{cls}_n"] else "—")
     return pl.DataFrame(records, infer_schema_length=None)
 
 
@@ -125,6 +137,7 @@ def table7(patients: pl.DataFrame, regions: Sequence[str], classes: Sequence[str
 
     def add(kind: str, comparison: str, pairs: np.ndarray, n_vectors: int, test: dict[str, Any]) -> None:
         n, mean, sd = mean_sd(pairs)
+        # cosine similarities lie in [−1, 1]: three decimals throughout
         records.append({"analysis": kind, "comparison": comparison, "n_patients": n_vectors, "n_pairs": n,
                         "mean": mean, "sd": sd, "similarity": f"{fmt(mean)} ± {fmt(sd)}" if n else "—",
                         "welch_t": test.get("t"), "welch_df": test.get("df"), "p": test.get("p")})

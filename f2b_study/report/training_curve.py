@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 from f2b_study.atomic import write_text
+from f2b_study.present.style import figure_style, new_figure, standalone_svg, to_svg
 
 
 def write_training_curve(run_dir: Path, title: str) -> Path:
-    """``run_dir/training_curve.svg`` from ``run_dir/metrics.json``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``run_dir/training_curve.svg`` from ``run_dir/metrics.json`` (the project's figure style)."""
     history = json.loads((run_dir / "metrics.json").read_text())
     epochs = [h["epoch"] + 1 for h in history]
-    with plt.rc_context({"font.size": 10, "svg.hashsalt": "f2b"}):
-        figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
+    with figure_style():
+        figure, (loss_ax, acc_ax) = new_figure((9, 3.4), 1, 2)
         loss_ax.plot(epochs, [h["train_loss"] for h in history], label="train")
         loss_ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
         loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
@@ -27,13 +22,11 @@ def write_training_curve(run_dir: Path, title: str) -> Path:
         acc_ax.plot(epochs, [h["val_accuracy"] for h in history], label="validation (patients)")
         acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
         for ax in (loss_ax, acc_ax):
-            ax.legend(frameon=False, fontsize=9)
+            ax.legend(frameon=False)
             ax.grid(alpha=0.3)
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(title)
         figure.tight_layout()
-        buffer = io.StringIO()
-        figure.savefig(buffer, format="svg")
-        plt.close(figure)
+        svg = to_svg(figure, "training")
     path = run_dir / "training_curve.svg"
-    write_text(path, buffer.getvalue())
+    write_text(path, standalone_svg(svg))
     return path
