@@ -20,6 +20,7 @@ from f2b_study.cli import main
 from f2b_study.errors import InputError
 from f2b_study.inference.pathway import NO_PREDICTION, PATHWAY, recommendation
 from f2b_study.inference.screen import patient_table, screen
+from f2b_study.models.checkpoint import seal
 from f2b_study.training.loop import TrainSettings
 from f2b_study.training.run import prepare, train_one
 from tests.conftest import TINY_FACE2BONE
@@ -138,7 +139,7 @@ def test_checkpoint_of_another_face_pipeline_is_refused(trained: Path, mini_coho
     shutil.copytree(trained / "best", copy)
     sidecar = json.loads((copy / "model.json").read_text())
     sidecar["preprocessing_version"] = "faces-0"
-    (copy / "model.json").write_text(json.dumps(sidecar))
+    (copy / "model.json").write_text(json.dumps(seal(sidecar)))  # a genuine save by an older pipeline
     with pytest.raises(InputError, match=r"preprocessing_version.*'faces-0'"):
         screen([mini_cohort], model_path=copy, out=tmp_path / "o", cache_dir=face_cache, progress=False)
 

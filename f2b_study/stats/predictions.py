@@ -145,10 +145,18 @@ def _parse_split(frame: pl.DataFrame, source: str) -> pl.DataFrame:
 
 
 def _parse_ids(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """IDs present and each once: a patient counted twice would weigh twice in every metric (and one listed as
+    train and as validation would leak)."""
     frame = frame.with_columns(_text("patient_id").alias("patient_id"))
     bad = _first(frame, pl.col("patient_id").is_null() | (pl.col("patient_id") == ""), "patient_id")
     if bad:
         raise InputError.at(source, row=bad[0], column="patient_id", value=None, expected="a patient ID")
+    repeated = frame.filter(pl.col("patient_id").is_duplicated()).sort(_ROW)
+    if repeated.height:
+        first = repeated.item(0, "patient_id")
+        rows = repeated.filter(pl.col("patient_id") == first)[_ROW].head(2).to_list()
+        raise InputError(f"{source}: rows {rows[0]} and {rows[1]}, column 'patient_id': value {first!r}: expected "
+                         "each patient ID once (one row per patient; per-photo rows belong in predictions_images.csv)")
     return frame
 
 
