@@ -80,8 +80,8 @@ def load_config(path: str | Path) -> CohortConfig:
         raise InputError.at(path, expected="an existing cohort config (.toml)", show_value=False)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise InputError.at(path, expected=f"valid TOML ({error})", show_value=False) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError.at(path, expected=f"valid TOML in UTF-8 ({error})", show_value=False) from None
     base = path.parent
     for key in ("name", "csv"):
         if not isinstance(data.get(key), str) or not data[key].strip():
@@ -90,6 +90,9 @@ def load_config(path: str | Path) -> CohortConfig:
         if isinstance(value, dict) and key not in KNOWN_SECTIONS:
             raise InputError.at(path, column=f"[{key}]", value=key,
                                 expected=f"a section among {sorted(KNOWN_SECTIONS)}")
+    for key in ("columns", "rules"):
+        if not isinstance(data.get(key, {}), dict):
+            raise InputError.at(path, column=key, value=data[key], expected=f"a [{key}] section of name = value pairs")
     columns = data.get("columns", {})
     if not all(isinstance(v, str) for v in columns.values()):
         raise InputError.at(path, column="[columns]", value=columns, expected="canonical_name = \"your column\" pairs")
@@ -100,6 +103,8 @@ def load_config(path: str | Path) -> CohortConfig:
             raise InputError.at(path, column=f"columns.{canonical}", value=canonical,
                                 expected="a canonical column name (DESIGN §3), e.g. patient_id, t_femoral_neck")
     photos = data.get("photos")
+    if photos is not None and not isinstance(photos, str):
+        raise InputError.at(path, column="photos", value=photos, expected="a folder path (text)")
     return CohortConfig(
         name=data["name"].strip(),
         table=(base / data["csv"]).resolve(),

@@ -31,7 +31,7 @@ FORMULA_START = "=+-@\t\r"  # what a spreadsheet may evaluate at the start of a 
 # text that a spreadsheet reads as a plain number: never a formula, so never quoted
 _PLAIN_NUMBER = r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$"
 _FORMULA = r"^[=+\-@\t\r]"
-_QUOTED_FORMULA = r"^'[=+\-@\t\r]"
+_QUOTED_FORMULA = r"^'[=+\-@\t\r\n]"  # \n: a workbook stores a carriage return as a line feed
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
@@ -136,6 +136,11 @@ def check_csv_shape(path: str | Path, separator: str) -> None:
     streaming polars pass over the lines when no value spans lines (fast: about 0.2 s per million rows), else
     Python's csv module, which follows quoted line breaks exactly (about 15x slower)."""
     path = Path(path)
+    first = pl.scan_lines(path, name="line").head(1).collect()
+    if first.height and "\r" in first.item().rstrip("\r"):
+        raise InputError.at(path, row=1, show_value=False,
+                            expected="lines ending in LF or CRLF (this file ends them with a bare CR, as old Mac "
+                            "exports do; save it as CSV UTF-8)")
     header = _header_fields(path, separator)
     check_unique_columns(path, header)
     expected = len(header)
@@ -164,7 +169,10 @@ def _header_fields(path: Path, separator: str) -> list[str]:
 
 
 def _fields_in(line: str, separator: str) -> int:
-    return len(next(csv.reader([line], delimiter=separator), []))
+    try:
+        return len(next(csv.reader([line], delimiter=separator), []))
+    except csv.Error:  # a stray carriage return: count the separators
+        return line.count(separator) + 1
 
 
 def _check_shape_exactly(path: Path, separator: str, expected: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import warnings
 from pathlib import Path
 
@@ -122,11 +121,9 @@ def test_a_huge_config_within_the_bounds_is_refused_without_allocating(copy: Pat
     # every number is within the per-setting bounds, but the network would hold ~10^11 numbers (hundreds of GB):
     # counted on the meta device, refused before any real tensor is made
     _edit(copy, reseal=True, change=lambda s: s["config"].update(dims=[16384] * 4, heads=[1] * 4, depths=[8] * 4))
-    started = time.perf_counter()
     for check in (validate_checkpoint, load_checkpoint):
         with pytest.raises(InputError, match=r"at most .* numbers"):
             check(copy)
-    assert time.perf_counter() - started < 60
 
 
 def test_weights_that_do_not_fit_a_resealed_config_are_refused_before_loading(copy: Path) -> None:

@@ -3,6 +3,7 @@ send it) leaves no worker, no resource tracker, nothing of it running; SIGTERM i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -47,10 +48,8 @@ def _wait_gone(sid: int, seconds: float) -> list[tuple[int, str]]:
 
 def _kill_session(sid: int) -> None:
     for pid, _ in _session(sid):  # only what this test started
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="module")
