@@ -228,3 +228,12 @@ def test_the_same_photo_listed_twice_for_one_patient_is_one_photo(tmp_path: Path
     _photo(root / "a.jpg")
     frame = pl.DataFrame({"patient_id": ["P1"], "photo": ["a.jpg;a.jpg"], "_row": [2]})
     assert join_photos(frame, root, table="cohort.csv").photos.height == 1
+
+
+def test_a_full_disk_is_an_input_error_and_leaves_nothing(tmp_path: Path) -> None:
+    import errno
+
+    with pytest.raises(InputError, match="room to write"), atomic_path(tmp_path / "out.csv") as tmp:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
