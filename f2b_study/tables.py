@@ -145,14 +145,20 @@ def check_csv_shape(path: str | Path, separator: str) -> None:
     check_unique_columns(path, header)
     expected = len(header)
     lines = pl.scan_lines(path, name="line").with_row_index("i")
-    text = pl.col("line").str.strip_chars_end("\r")
-    quotes = text.str.count_matches('"', literal=True)
-    fields = text.str.replace_all(r'"[^"]*"', "").str.count_matches(separator, literal=True) + 1
+    quotes = pl.col("line").str.count_matches('"', literal=True)
+    separators = pl.col("line").str.count_matches(separator, literal=True)
+    filled = pl.col("line").str.contains(r"[^\s]")  # a blank line is a record of empty fields to polars too
     found = lines.select(
-        pl.col("i").filter((quotes == 0) & (fields != expected) & (text.str.strip_chars() != "")).min().alias("bad"),
-        ((quotes % 2 == 1) | ((quotes > 0) & (fields != expected))).any().alias("unsure"),
+        pl.col("i").filter((quotes == 0) & (separators != expected - 1) & filled).min().alias("bad"),
+        (quotes % 2 == 1).any().alias("spans_lines"),
+        (quotes > 0).any().alias("quoted"),
     ).collect(engine="streaming").row(0, named=True)
-    if found["unsure"]:
+    unsure = found["spans_lines"]
+    if found["quoted"] and not unsure:  # separators inside quotes do not count: only quoted lines pay for this
+        outside = pl.col("line").str.replace_all(r'"[^"]*"', "").str.count_matches(separator, literal=True)
+        unsure = (lines.filter(quotes > 0).select((outside != expected - 1).any())
+                  .collect(engine="streaming").item())
+    if unsure:
         _check_shape_exactly(path, separator, expected)
     elif found["bad"] is not None:
         line = pl.scan_lines(path, name="line").slice(found["bad"], 1).collect().item()
