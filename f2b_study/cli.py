@@ -7,7 +7,9 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
 from f2b_study import __version__
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     show_warnings_once(args.command)
+    previous = _sigterm_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except InputError as error:
@@ -74,3 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"f2b-study {args.command}: interrupted; finished work is kept, rerun to continue", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (what `timeout`, Slurm and Kubernetes send) becomes the same clean interrupt as Ctrl-C: pools are
+    stopped, locks released, exit 130. A second SIGTERM while that cleanup runs ends the process at once. Returns the
+    previous handler (None when not in the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from f2b_study import __version__
 from f2b_study.errors import InputError
 from f2b_study.models import create_model, facenet_provenance, load_checkpoint, read_sidecar, save_checkpoint
-from f2b_study.models.checkpoint import checkpoint_paths
+from f2b_study.models.checkpoint import checkpoint_paths, seal
 
 torch.set_num_threads(1)
 
@@ -47,9 +47,10 @@ def copy_checkpoint(directory: Path, tmp_path: Path) -> Path:
 
 
 def rewrite_sidecar(directory: Path, **changes) -> None:
+    """Change sidecar fields and re-seal it (as a save would), so the check under test is the one that refuses."""
     sidecar = json.loads((directory / "model.json").read_text())
     sidecar.update(changes)
-    (directory / "model.json").write_text(json.dumps(sidecar))
+    (directory / "model.json").write_text(json.dumps(seal(sidecar)))
 
 
 def test_sidecar_records_what_rebuilds_and_traces_the_model(saved) -> None:
@@ -136,7 +137,7 @@ def test_config_that_does_not_fit_the_weights_is_refused(saved, tmp_path) -> Non
     target = copy_checkpoint(directory, tmp_path)
     data = json.loads((target / "model.json").read_text())
     data["config"]["dims"] = [8, 8, 16, 24]
-    (target / "model.json").write_text(json.dumps(data))
+    (target / "model.json").write_text(json.dumps(seal(data)))
     with pytest.raises(InputError, match=r"wrong shape|missing|unexpected"):
         load_checkpoint(target)
 

@@ -20,6 +20,7 @@ from f2b_study.cli import main
 from f2b_study.errors import InputError
 from f2b_study.inference.pathway import NO_PREDICTION, PATHWAY, recommendation
 from f2b_study.inference.screen import patient_table
+from f2b_study.models.checkpoint import seal
 from tests.conftest import screen_cohort, train_tiny
 
 pytestmark = [pytest.mark.xdist_group("pipeline"), pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -130,7 +131,7 @@ def test_checkpoint_of_another_face_pipeline_is_refused(trained: Path, mini_coho
     shutil.copytree(trained / "best", copy)
     sidecar = json.loads((copy / "model.json").read_text())
     sidecar["preprocessing_version"] = "faces-0"
-    (copy / "model.json").write_text(json.dumps(sidecar))
+    (copy / "model.json").write_text(json.dumps(seal(sidecar)))  # a genuine save by an older pipeline
     with pytest.raises(InputError, match=r"preprocessing_version.*'faces-0'"):
         screen_cohort([mini_cohort], copy, tmp_path / "o", face_cache)
 

@@ -104,7 +104,7 @@ def join_photos(frame: pl.DataFrame, root: str | Path, *, table: str | Path) -> 
     records: list[tuple[str, str, str, str]] = []
     without: list[str] = []
     missing: list[tuple[str, str]] = []
-    claimed: set[str] = set()
+    claimed: dict[str, tuple[str, int, str]] = {}  # photo -> (patient, row, how it was found)
     for patient_id, listed, row in rows.iter_rows():
         found: list[tuple[str, str]] = []
         if listed:
@@ -120,13 +120,28 @@ def join_photos(frame: pl.DataFrame, root: str | Path, *, table: str | Path) -> 
             for name in dict.fromkeys(names):
                 path = safe_photo_path(root_path, name, file=root_path, column="photo folder")
                 found.append((path.relative_to(root_path).as_posix(), "folder"))
+        found = list(dict.fromkeys(found))  # the same file listed twice for one patient is one photo
         if not found:
             without.append(patient_id)
         for relative, source in found:
-            claimed.add(relative)
+            if relative in claimed:
+                _claimed_twice(table, relative, claimed[relative], (patient_id, row, source))
+            claimed[relative] = (patient_id, row, source)
             records.append((patient_id, relative, str(root_path / relative), source))
     every_image = top + [name for names in folders.values() for name in names]
     unmatched = sorted(name for name in every_image if name not in claimed)
     photos = pl.DataFrame(records, schema=["patient_id", "photo", "path", "source"], orient="row")
     return PhotoJoin(photos=photos, patients_without_photos=without, unmatched_photos=unmatched,
                      missing_files=missing)
+
+
+def _claimed_twice(table: str | Path, photo: str, first: tuple[str, int, str], second: tuple[str, int, str]) -> None:
+    """One file, two patients: refused, since the photo would sit in training and validation at once (a leak)."""
+
+    def who(claim: tuple[str, int, str]) -> str:
+        patient, row, source = claim
+        how = "its photo column" if source == "column" else "the photo folder's file names"
+        return f"{patient!r} (row {row}, by {how})"
+
+    raise InputError(f"{table}: photo {photo!r} is claimed by patients {who(first)} and {who(second)}: expected each "
+                     "photo file to belong to one patient (shared, it would leak between training and validation)")

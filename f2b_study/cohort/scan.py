@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from f2b_study.errors import InputError
-from f2b_study.tables import read_table
+from f2b_study.tables import check_csv_shape, read_table
 
 BOM = b"\xef\xbb\xbf"
 BLOCK = 8 << 20  # bytes per read when checking the encoding
@@ -26,6 +26,7 @@ def scan_table(path: str | Path) -> pl.LazyFrame:
         return read_table(path).lazy()  # its errors, or the eager Excel reader
     header = _check_text(path)
     separator = ";" if header.count(";") > header.count(",") else ","
+    check_csv_shape(path, separator)  # short records and duplicate column names: polars would accept both
     frame = pl.scan_csv(path, separator=separator, infer_schema=False, truncate_ragged_lines=False,
                         encoding="utf8")
     with csv_errors(path):

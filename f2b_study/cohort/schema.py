@@ -180,14 +180,23 @@ def _map_columns(raw: pl.LazyFrame, columns: list[str], config: CohortConfig) ->
                                 expected=f"the column that the config maps to '{canonical}' "
                                 f"(found: {', '.join(columns[:12])})")
         renames[theirs] = canonical
-    # unmapped columns whose names match a canonical one but for case and spaces count as that column
-    taken = set(renames.values())
+    # unmapped columns whose names match a canonical one but for case and spaces count as that column; two
+    # columns that would both be one canonical column are refused (which one holds the data is a guess)
+    source = {canonical: theirs for theirs, canonical in renames.items()}
     lowered = {c.lower(): c for c in CANONICAL_COLUMNS}
     for column in columns:
         key = column.strip().lower().replace(" ", "_")
-        if column not in renames and key in lowered and lowered[key] not in taken:
-            renames[column] = lowered[key]
-            taken.add(lowered[key])
+        if column in renames or key not in lowered:
+            continue
+        canonical = lowered[key]
+        if canonical in source:
+            mapped = canonical in config.columns and source[canonical] == config.columns[canonical]
+            how = f" (the config maps it to '{canonical}')" if mapped else ""
+            raise InputError(f"{config.table}: columns {source[canonical]!r}{how} and {column!r} both give the "
+                             f"column '{canonical}': expected one of them (rename or delete the other"
+                             f"{', or drop the mapping' if mapped else ''})")
+        renames[column] = canonical
+        source[canonical] = column
     return raw.rename(renames), [renames.get(c, c) for c in columns]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,9 @@ def _pooled(paths: Sequence[str], cache_dir: str, workers: int, task: Callable[.
     while pending:
         done: set[int] = set()
         crashed = False
+        # workers learn this process's PID so that they die with it (see _init_worker)
         with ProcessPoolExecutor(size, mp_context=context, initializer=_init_worker,
-                                 initargs=(cache_dir,)) as pool:
+                                 initargs=(cache_dir, os.getpid())) as pool:
             chunks = [pending[i:i + chunk] for i in range(0, len(pending), chunk)]
             futures = {pool.submit(task, [(i, paths[i]) for i in part]) for part in chunks}
             try:
@@ -184,12 +186,37 @@ def _init_state(cache_dir: str) -> None:
         _state["cache"] = FaceCache(cache_dir)
 
 
-def _init_worker(cache_dir: str) -> None:
+def _init_worker(cache_dir: str, parent: int | None = None) -> None:
+    """Set up a pool worker. With ``parent`` (the pool owner's PID) the worker ends when that process dies, however
+    it dies (kill -9 included): a worker blocked on the task queue would otherwise wait forever, holding its face
+    models (~280 MB) and keeping multiprocessing's resource tracker alive. Linux: the kernel sends SIGKILL
+    (prctl PR_SET_PDEATHSIG, armed for the thread that started the worker: `_pooled`'s, which owns the pool for its
+    whole life); elsewhere a thread watches the parent PID."""
+    import ctypes
     import signal
+    import threading
+    import time
 
     import cv2
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    if parent is not None:
+        armed = False
+        if sys.platform.startswith("linux"):
+            try:
+                pr_set_pdeathsig = 1  # <linux/prctl.h>
+                armed = ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0
+            except (OSError, AttributeError):
+                armed = False
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+        if not armed:
+            def watch() -> None:
+                while os.getppid() == parent:
+                    time.sleep(1.0)
+                os._exit(1)
+
+            threading.Thread(target=watch, name="f2b-parent-watch", daemon=True).start()
     cv2.setNumThreads(1)  # one core per worker: the pool is the parallelism
     _init_state(cache_dir)
 

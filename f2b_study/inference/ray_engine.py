@@ -171,7 +171,22 @@ def run_job(paths: list[str], *, model_path: Path, sidecar: dict[str, Any], out:
 
 
 def init_ray(ray: Any, address: str | None) -> None:
-    """Join ``address`` (ray://HOST:10001, HOST:6379 or auto), or start a small local instance."""
+    """Join ``address`` (ray://HOST:10001, HOST:6379 or auto), or start a small local instance. The SIGTERM handler
+    in place before (the CLI's: SIGTERM is a clean interrupt, exit 130) is kept: ray.init replaces it with its own
+    sys.exit(15), which would skip the CLI's message and exit code."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        _init_ray(ray, address)
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _init_ray(ray: Any, address: str | None) -> None:
     if address:
         try:
             ray.init(address=address, logging_level=logging.WARNING)

@@ -57,9 +57,78 @@ class ModelSpec:
         if unknown:
             raise InputError(f"model {self.name}: unknown setting(s) {', '.join(unknown)}; expected some of "
                              f"{', '.join(sorted(allowed))}")
-        config = {"num_classes": num_classes, "input_size": self.input_size, "mean": self.mean, "std": self.std,
-                  **self.defaults, **overrides}
-        return _jsonable(config)
+        config = _jsonable({"num_classes": num_classes, "input_size": self.input_size, "mean": self.mean,
+                            "std": self.std, **self.defaults, **overrides})
+        validate_config(self.name, config)
+        return config
+
+
+# Bounds on a config's numbers, checked before anything is built: a sidecar or a command line with dims of 10^6
+# must be a one-line error, not an out-of-memory crash. Generous: 10x beyond every published setting.
+MAX_WIDTH = 16_384  # channels, hidden units, heads, grid sizes
+MAX_INPUT_SIZE = 2_048  # pixels per side of the model input
+MIN_INPUT_SIZE = 16
+MAX_LIST = 64  # stages / layers listed in one setting
+MAX_CLASSES = 1_000
+MAX_REAL = 1_000.0  # alpha, ffn_ratio, ...
+
+
+def validate_config(name: str, config: Any, source: str | Path | None = None) -> None:
+    """Refuse (InputError naming ``source`` and the setting) a config that is not a mapping of the architecture's
+    own settings, each of its default's type and within the bounds above. Allocates nothing."""
+    spec = get_spec(name)
+    where = source if source is not None else f"model {name}"
+    if not isinstance(config, Mapping):
+        raise InputError.at(where, column="config", value=config, expected="a mapping of settings")
+    allowed = set(spec.defaults) | {"input_size", "mean", "std", "num_classes"}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise InputError.at(where, column=f"config.{unknown[0]}", value=unknown[0],
+                            expected=f"one of the {name} settings {', '.join(sorted(allowed))}")
+    reference = {"input_size": spec.input_size, "mean": spec.mean, "std": spec.std, "num_classes": 3,
+                 **spec.defaults}
+    for key, value in config.items():
+        _check_setting(where, key, value, reference[key])
+
+
+def _check_setting(where: str | Path, key: str, value: Any, default: Any) -> None:
+    column = f"config.{key}"
+
+    def refuse(expected: str) -> None:
+        raise InputError.at(where, column=column, value=value, expected=expected)
+
+    def whole(number: Any, low: int, high: int) -> None:
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+            refuse(f"a whole number from {low} to {high:,}")
+
+    def real(number: Any, low: float, high: float) -> None:
+        if isinstance(number, bool) or not isinstance(number, int | float) or not (low <= number <= high):
+            refuse(f"a number from {low:g} to {high:g}")  # NaN fails the comparison too
+
+    if key == "input_size":
+        whole(value, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
+    elif key == "num_classes":
+        whole(value, 2, MAX_CLASSES)
+    elif key in ("mean", "std"):
+        if not isinstance(value, list | tuple) or len(value) != 3:
+            refuse("three numbers, one per RGB channel")
+        for number in value:
+            real(number, 1e-6 if key == "std" else 0.0, 1.0 if key == "mean" else 10.0)
+    elif isinstance(default, bool):
+        if not isinstance(value, bool):
+            refuse("true or false")
+    elif isinstance(default, int):
+        whole(value, 1, MAX_WIDTH)
+    elif isinstance(default, float):
+        real(value, 0.0, MAX_REAL)
+    elif isinstance(default, str):
+        if not isinstance(value, str) or len(value) > 64:
+            refuse("a short text setting")
+    elif isinstance(default, list | tuple):
+        if not isinstance(value, list | tuple) or not 1 <= len(value) <= MAX_LIST:
+            refuse(f"a list of 1 to {MAX_LIST} whole numbers")
+        for number in value:
+            whole(number, 1, MAX_WIDTH)
 
 
 def _jsonable(value: Any) -> Any:

@@ -100,10 +100,17 @@ KEEP = ("patient_id", "y", "bone_status", "split", "sex", "center", *COVARIATES)
 
 def _parse_rows(frame: pl.DataFrame, source: str, required: tuple[str, ...]) -> pl.DataFrame:
     """Column names, IDs, bone status, split, sex and covariates of every row (probabilities are separate)."""
+    known = (*REQUIRED, "split", "sex", "center", *COVARIATES)
+    seen: dict[str, str] = {}
+    for column in frame.columns:  # two columns that would both be one known column (`sex` and `Sex`): refused
+        key = column.strip().lower() if column.strip().lower() in known else column.strip()
+        if key in seen:
+            raise InputError(f"{source}: columns {seen[key]!r} and {column!r} both give the column {key!r}: "
+                             "expected one of them (rename or delete the other)")
+        seen[key] = column
     frame = frame.rename({c: c.strip() for c in frame.columns})
     lowered = {c.lower(): c for c in frame.columns}
-    frame = frame.rename({lowered[c]: c for c in (*REQUIRED, "split", "sex", "center", *COVARIATES)
-                          if c in lowered and lowered[c] != c})
+    frame = frame.rename({lowered[c]: c for c in known if c in lowered and lowered[c] != c})
     for column in required:
         if column not in frame.columns:
             raise InputError.at(source, column=column, show_value=False,
@@ -145,10 +152,18 @@ def _parse_split(frame: pl.DataFrame, source: str) -> pl.DataFrame:
 
 
 def _parse_ids(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """IDs present and each once: a patient counted twice would weigh twice in every metric (and one listed as
+    train and as validation would leak)."""
     frame = frame.with_columns(_text("patient_id").alias("patient_id"))
     bad = _first(frame, pl.col("patient_id").is_null() | (pl.col("patient_id") == ""), "patient_id")
     if bad:
         raise InputError.at(source, row=bad[0], column="patient_id", value=None, expected="a patient ID")
+    repeated = frame.filter(pl.col("patient_id").is_duplicated()).sort(_ROW)
+    if repeated.height:
+        first = repeated.item(0, "patient_id")
+        rows = repeated.filter(pl.col("patient_id") == first)[_ROW].head(2).to_list()
+        raise InputError(f"{source}: rows {rows[0]} and {rows[1]}, column 'patient_id': value {first!r}: expected "
+                         "each patient ID once (one row per patient; per-photo rows belong in predictions_images.csv)")
     return frame
 
 

@@ -173,7 +173,21 @@ class Trainer:
                 torch.save(state, tmp)
 
     def _load_state(self) -> None:
-        state = torch.load(self.out / STATE_FILE, map_location="cpu", weights_only=True)
+        """Resume from ``out/state.pt``; a file that is not this run's training state is an InputError naming it
+        (garbage, truncated, another model's): never unpickled beyond tensors (weights_only=True)."""
+        path = self.out / STATE_FILE
+        try:
+            self._apply_state(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as error:  # torch.load and the load_state_dicts raise many kinds; all mean "not usable"
+            from f2b_study.errors import InputError
+
+            detail = " ".join(str(error).split())[:160]
+            raise InputError.at(path, show_value=False,
+                                expected="the training state that `f2b-study train` saved for this run "
+                                f"({type(error).__name__}: {detail}); delete it to start over, or use another --out"
+                                ) from None
+
+    def _apply_state(self, state: Any) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
