@@ -139,7 +139,10 @@ def run_study(study: StudyConfig, out: Path, *, device: str = "auto", preprocess
     _write_report(files["report"], study, cohort, data, run, checkpoint, evaluation, multicentre, flow, table1s,
                   sections)
     lap("report")
+    from f2b_study.report.degenerate import assess
+
     write_text(out / "study.json", dumps({"flow": flow.to_dict(), "timings_s": timings, "pipeline_check": control,
+                                          "degenerate": assess(to_document(evaluation)).to_json(),
                                           "config": study.describe(),
                                           "config_sha256": study.digest(),
                                           "files": {k: str(v) for k, v in files.items()}}))
@@ -231,7 +234,7 @@ def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: 
                   evaluation: dict[str, Any], multicentre: dict[str, Any] | None, flow: ParticipantFlow,
                   table1s: list[tuple[str, Any]], sections: list[Any]) -> None:
     from f2b_study.privacy import study_key
-    from f2b_study.report.methods import labelling_text, qc_text, training_text
+    from f2b_study.report.methods import CentreFacts, MethodsFacts, labelling_text
     from f2b_study.report.stard import StudyReportInput, write_stard_report
 
     record = run.record
@@ -247,17 +250,27 @@ def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: 
         "configuration sha256": study.digest(),
         "warnings": [],
     }
+    facts = MethodsFacts(
+        centres=[CentreFacts(c.name, records=int((cohort.rows["center"] == c.name).sum())
+                             if "center" in cohort.rows.columns else None) for c in study.centres],
+        labelling=labelling_text([(c.name, c.rules) for c in study.centres]),
+        simulated_labels=study.report.simulated_labels,
+        split=data.split_rule.kind,
+        split_ratio=_ratio(data.split_rule.validation_fraction),
+        split_seed=data.split_rule.seed,
+        photo_qc=dataclasses.asdict(study.qc),
+        face_pipeline=record.preprocessing_version,
+        arch=record.arch,
+        model_config=sidecar["config"],
+        training=_training_facts(study, record),
+        facenet_weights=record.facenet_weights,
+    )
     report = StudyReportInput(
         title=study.report.title or f"Validation report: {', '.join(c.name for c in study.centres)}",
         evaluation=evaluation,
         cohorts=[c.name for c in study.centres],
         model_name=record.arch,
-        methods_labelling=labelling_text([(c.name, c.rules) for c in study.centres]),
-        methods_extra=[qc_text(study.qc),
-                       training_text(arch=record.arch, model_config=sidecar["config"],
-                                     settings=study.train.to_json(), split=data.split_rule.describe(),
-                                     facenet=facenet.get("source"), epochs_run=record.epochs_run,
-                                     best_epoch=record.best_epoch)],
+        methods=facts,
         flow=flow.to_dict(),
         table1=table1s,
         multicentre=multicentre,
@@ -268,3 +281,29 @@ def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: 
         pseudonym_key=study_key(study.name, key_file=study.privacy.key_file, outputs=target.parent),
     )
     write_stard_report(report, target)
+
+
+def _ratio(validation_fraction: float | None) -> str:
+    validation = round(10 * (validation_fraction or 0.2))
+    return f"{10 - validation}:{validation}"
+
+
+def _training_facts(study: StudyConfig, record: Any) -> dict[str, Any]:
+    """The recipe as it ran, for the methods paragraph (and TRIPOD+AI items 12-13)."""
+    settings = study.train
+    augment = settings.augment_config()
+    names = [n for n in ("hflip", "vflip", "affine", "clahe") if augment and getattr(augment, n) > 0]
+    words = {"hflip": "horizontal flip", "vflip": "vertical flip", "affine": "affine", "clahe": "CLAHE"}
+    return {
+        "epochs": settings.epochs, "batch_size": settings.batch_size, "patience": settings.patience,
+        "seed": settings.seed, "loss": "cross-entropy", "optimizer": "Adam",
+        "schedule": f"OneCycleLR (max learning rate {settings.lr:g}, {100 * settings.warmup_fraction:g}% warm-up, "
+                    f"annealed to {settings.final_lr:g})",
+        "early_stopping": f"Early stopping on the validation patients' accuracy, patience {settings.patience} epochs "
+                          "counted from the end of the warm-up (equal accuracy with a lower validation loss counts "
+                          "as better)",
+        "augment": ", ".join(words[n] for n in names) or "none",
+        "epochs_run": record.epochs_run,
+        "best_epoch": None if record.best_epoch is None else record.best_epoch + 1,
+        "class_imbalance": "none (unweighted cross-entropy, no resampling)",
+    }

@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
                                           seed)
         if not args.no_report:
             step("report")
-            write_text(args.out / "report.html", build_report(args, study, ps, full))
+            from f2b_study.report.stard import write_stard_report
+
+            write_stard_report(build_report(args, study, ps, full), args.out / "report.html")
     if args.json:
         print_json(document)
     else:
@@ -228,12 +230,12 @@ def resolve_settings(args: argparse.Namespace) -> Any:
     return load_study([args.predictions], flags)
 
 
-def build_report(args: argparse.Namespace, study: Any, ps: Any, full: dict[str, Any]) -> str:
+def build_report(args: argparse.Namespace, study: Any, ps: Any, full: dict[str, Any]) -> Any:
     import polars as pl
 
     from f2b_study import CLASSES
     from f2b_study.privacy import study_key
-    from f2b_study.report.stard import StudyReportInput, render_stard_report
+    from f2b_study.report.stard import StudyReportInput
     from f2b_study.stats.table1 import table1
 
     splits = {}
@@ -271,7 +273,7 @@ def build_report(args: argparse.Namespace, study: Any, ps: Any, full: dict[str, 
         source_note=f"Evaluated from the predictions file {args.predictions.name} by f2b-study evaluate: the "
                     "participant flow before prediction and the model's provenance are not in such a file.",
     )
-    return render_stard_report(study)
+    return study
 
 
 def summary(document: dict[str, Any], out: Path, report: bool) -> str:
@@ -283,7 +285,10 @@ def summary(document: dict[str, Any], out: Path, report: bool) -> str:
     ci = document["ci"]
 
     def c(key: str) -> str:
-        return f" ({ci[key][0]:.3f}–{ci[key][1]:.3f})" if ci.get(key) else ""
+        from f2b_study.present.format import interval
+
+        text = interval(ci.get(key))
+        return f" ({text})" if text else ""
 
     lines = [f"evaluated {document['n']} patients -> {out / 'evaluation.json'}"
              + (f", {out / 'report.html'}" if report else ""),
@@ -303,6 +308,11 @@ def summary(document: dict[str, Any], out: Path, report: bool) -> str:
             lines.append(f"  refer for {decision.replace('_', ' ')} at p ≥ {point['threshold']:.3g} ({basis}): "
                          f"{point['referrals_per_1000']:.0f} DXA referrals and {point['missed_per_1000']:.0f} missed "
                          f"cases per 1,000, specificity {f(point['specificity'])}")
+    from f2b_study.report.degenerate import assess
+
+    degenerate = assess(document).console_line()
+    if degenerate:
+        lines.insert(1, f"  {degenerate}")
     if document["notes"]:
         lines.append(f"  {len(document['notes'])} note(s) (why a value is null, how it was computed): see "
                      "evaluation.json 'notes'")

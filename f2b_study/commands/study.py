@@ -80,6 +80,11 @@ def report_result(result: Any, args: argparse.Namespace, note: str | None = None
         auc = overall.get("auc_macro_ovr")
         print(f"validation: accuracy {overall.get('accuracy', 0):.3f}, macro AUC "
               f"{auc if auc is None else f'{auc:.3f}'}, kappa {overall.get('kappa', 0):.3f}")
+    from f2b_study.report.degenerate import assess
+
+    degenerate = assess(result.evaluation or {}).console_line() if result.evaluation else ""
+    if degenerate:
+        print(degenerate)
     check = result.pipeline_check
     if check and check.get("auc") is not None:
         low, high = check["auc_ci"]

@@ -326,7 +326,7 @@ def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings:
 
 def write_outputs(result: ExplainResult, out: Path) -> dict[str, Path]:
     """CSV tables, SVG figures and explain.json under `out` (atomically)."""
-    from f2b_study.atomic import write_text
+    from f2b_study.atomic import write_bytes, write_text
     from f2b_study.jsonutil import dumps
     from f2b_study.tables import write_csv
 
@@ -339,6 +339,10 @@ def write_outputs(result: ExplainResult, out: Path) -> dict[str, Path]:
     for name, svg in result.figures.items():
         files[f"figure_{name}"] = out / f"{name}.svg"
         write_text(files[f"figure_{name}"], svg if svg.startswith("<?xml") else svg + "\n")
+        png = svg.png() if hasattr(svg, "png") else None  # the shared style's SVGs render at 300 dpi too
+        if png:
+            files[f"figure_{name}_png"] = out / f"{name}.png"
+            write_bytes(files[f"figure_{name}_png"], png)
     files["explain"] = out / "explain.json"
     result.document["files"] = {k: v.name for k, v in files.items()}
     write_text(files["explain"], dumps(result.document) + "\n")

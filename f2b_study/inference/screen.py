@@ -223,7 +223,7 @@ def summarise(patients: pl.DataFrame, images: pl.DataFrame, sidecar: dict[str, A
                   "facenet_weights": sidecar.get("facenet_weights"),
                   "preprocessing_version": sidecar.get("preprocessing_version"),
                   "package_version": sidecar.get("package_version"),
-                  "simulated_labels": bool(metadata.get("simulated_labels"))},
+                  "simulated_labels": metadata.get("simulated_labels")},  # None: the checkpoint does not say
         # photos under the photo folders that no row of the cohort claims (not photos of unscreened patients)
         "unmatched": cohort.unmatched_photos(),
     }

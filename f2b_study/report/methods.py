@@ -43,24 +43,47 @@ def labelling_text(centres: Sequence[tuple[str, LabelRules]]) -> str:
     return f"{text} Eligibility differed between centres — {per_centre}."
 
 
+def _check_words(qc: QCThresholds) -> dict[str, str]:
+    """Each QC check and its rule in words, with the thresholds in force (docs/quality-control.md)."""
+    return {
+        "multiple_faces": f"a second face (detection score ≥ {qc.multiple_faces_min_score:g}) at least "
+                          f"{100 * qc.multiple_faces_min_size:g}% of the main face's width, or more than "
+                          f"{qc.max_other_faces} smaller ones",
+        "low_confidence": f"a detection score below {qc.min_detection_score:g}",
+        "face_too_small": f"fewer than {qc.min_interocular_px:g} px between the eye centres",
+        "extreme_pose": f"|yaw| > {qc.max_yaw:g}°, |pitch| > {qc.max_pitch:g}° or |roll| > {qc.max_roll:g}°",
+        "blurred": f"a Laplacian sharpness below {qc.min_sharpness:g}",
+        "underexposed": f"median face brightness below {qc.min_luma:g} of 255",
+        "overexposed": f"median face brightness above {qc.max_luma:g} of 255",
+        "clipped_highlights": f"more than {100 * qc.max_clipped_fraction:g}% of the face clipped white",
+        "low_contrast": f"a face brightness range below {qc.min_contrast:g}",
+        "sunglasses": f"eyes darker than {qc.sunglasses_max_lens_ratio:g} of the cheeks' brightness",
+        "eyeglasses": f"edges across the nose bridge at least {qc.eyeglasses_min_bridge_edges:g} of the cheeks'",
+        "forehead_covered": f"at least {100 * qc.forehead_min_dark:g}% of the forehead much darker than the "
+                            "cheeks, as under hair or a hat",
+        "eyes_closed": f"both eyeBlink blendshapes ≥ {qc.eyes_closed_min_blink:g}",
+        "non_neutral_expression": f"a smile, open-jaw, pucker or funnel blendshape ≥ {qc.expression_max:g}",
+        "busy_background": f"background edge density at least {qc.busy_background_min_edges:g}",
+        "other_face": "a smaller second face",
+    }
+
+
 def qc_text(qc: QCThresholds) -> str:
-    """The photo quality-control rules in force, with their thresholds."""
-    parts = [f"detection score ≥ {qc.min_detection_score:g}",
-             f"at least {qc.min_interocular_px:g} px between the eye centres",
-             f"|yaw| ≤ {qc.max_yaw:g}°, |pitch| ≤ {qc.max_pitch:g}°, |roll| ≤ {qc.max_roll:g}°",
-             f"no second face of score ≥ {qc.multiple_faces_min_score:g} and at least "
-             f"{100 * qc.multiple_faces_min_size:g}% of the main face's width"]
-    excluding = [name for name in ("eyes_closed", "non_neutral_expression")
-                 if getattr(qc, f"exclude_{name}", False)]
-    flagged = [name for name in ("eyes_closed", "non_neutral_expression") if name not in excluding]
+    """The photo quality-control rules in force: which findings excluded a photo and which were only recorded."""
+    from f2b_study.faces.qc import ALWAYS_EXCLUDE, FLAGS
+
+    words = _check_words(qc)
+    always = ["the photo cannot be read or has no face"] + [words[n] for n in ALWAYS_EXCLUDE if n in words]
+    chosen = [n for n in FLAGS if n in words and qc.excludes(n)]
+    flagged = [n for n in FLAGS if n in words and not qc.excludes(n)]
     text = ("Faces were standardised with MediaPipe (face landmarker, 478 landmarks; the elliptical face region on "
-            "black, eye line horizontal, 512 × 512 px). A photo was usable with " + "; ".join(parts) + ".")
-    if excluding:
-        text += f" Excluding as well: {', '.join(n.replace('_', ' ') for n in excluding)}."
+            "black, eye line horizontal, 512 × 512 px). A photo was excluded when " + "; ".join(always) + ".")
+    if chosen:
+        text += (" The study also excluded photos for: "
+                 + "; ".join(f"{n.replace('_', ' ')} ({words[n]})" for n in chosen) + ".")
     if flagged:
-        text += (f" Recorded as flags only (the photo kept): {', '.join(n.replace('_', ' ') for n in flagged)} "
-                 f"(eyes closed: both eyeBlink blendshapes ≥ {qc.eyes_closed_min_blink:g}; expression: a smile, "
-                 f"open-jaw or pucker blendshape ≥ {qc.expression_max:g}).")
+        text += (" Recorded as flags only, the photo kept: "
+                 + "; ".join(f"{n.replace('_', ' ')} ({words[n]})" for n in flagged) + ".")
     return text + " A patient's prediction is the mean of the probabilities of its usable photos."
 
 
