@@ -295,10 +295,11 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
     """The template's context. ``export_tables`` (present.tabular.Table, in report order) and ``export_figures``
     ({name: SvgFigure}) are what the exports write."""
     from f2b_study.cohort.centre import LabelRules
-    from f2b_study.report import methods
+    from f2b_study.report import clinical, methods
     from f2b_study.report.checklist import checklist, tripod_checklist
     from f2b_study.report.degenerate import assess
     from f2b_study.report.table1 import table1_table
+    from f2b_study.stats.methods import methods_definitions
 
     ev = study.evaluation
     notes = tb.Footnotes()
@@ -321,13 +322,17 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
         "table3": view(table3(ev, "Index test by bone status, one-vs-rest (the paper's Table 3 form)")),
     }
     tables["errors"] = view(errors_table(study, key))
+    tables["diagnostic"] = view(clinical.diagnostic_table(ev))
     tables["calibration"] = view(calibration_table(study))
+    tables["calibration_slope"] = view(clinical.calibration_slope_table(ev))
+    tables["operating_points"] = view(clinical.operating_points_table(ev))
+    tables["subgroup_tests"] = view(clinical.subgroup_tests_table(ev))
     subgroup_tables = [view(table4(study, column, levels))
                        for column, levels in (ev.get("subgroups") or {}).items() if levels]
     tables["comparison"] = view(comparison_table(study))
     multicentre_tables = [view(t) for t in centre_tables(study.multicentre)] if study.multicentre else []
 
-    figures = _figures(study)
+    figures = {**_figures(study), **clinical.clinical_figures(ev, study.model_name)}
     export_figures = dict(figures)
     sections = []
     for section in study.explanations:
@@ -362,7 +367,7 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
         "provenance": {k: v for k, v in (study.provenance or {}).items() if k != "warnings"},
         "provenance_warnings": _provenance_warnings(study.provenance),
         "methods": methods.methods_paragraphs(facts, ev, labelling=labelling, extra=study.methods_extra),
-        "definitions": methods.statistical_definitions(ev),
+        "definitions": methods.statistical_definitions(ev) + methods_definitions(ev),
         "comparators": methods.comparators(ev),
         "flow": study.flow,
         "n": ev["n"],
