@@ -208,4 +208,7 @@ def test_compare_writes_table(data, mini_cohort: Path, face_cache: Path, tmp_pat
     assert table["method"].to_list() == ["face2bone", "face2bone-no-kan"]
     assert {"accuracy", "f1_macro", "auc_macro_ovr", "kappa"} <= set(table.columns)
     assert "<table>" in (tmp_path / "comparison.html").read_text()
+    paired = json.loads((tmp_path / "model_comparison.json").read_text())  # paired DeLong on the same patients
+    assert list(paired["models"]) == ["face2bone", "face2bone-no-kan"]
+    assert (tmp_path / "model_comparison.svg").read_text().lstrip().startswith("<svg")
     assert torch.get_num_threads() >= 1

@@ -103,8 +103,8 @@ def _run(args: argparse.Namespace, context: Any) -> int:
     from f2b_study.errors import InputError
     from f2b_study.faces.table import standardise
     from f2b_study.models.registry import get_spec
+    from f2b_study.report.model_comparison import write_comparison
     from f2b_study.report.training_curve import write_training_curve
-    from f2b_study.training.compare import write_comparison
     from f2b_study.training.run import preflight, train_one, training_data
 
     study = load_study_args(args.cohort, args, FLAGS)

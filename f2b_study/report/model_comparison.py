@@ -1,4 +1,6 @@
-"""The paper's Table 2 / Table 5 for several runs on the same split, computed by the statistics module."""
+"""The paper's Table 2 / Table 5 for several runs trained on the same split (`train --arch a,b,c`): each run's
+validation figures from its evaluation.json, and, for bone-status runs, paired DeLong tests and net-benefit
+differences of every model against the first (`stats.compare`, as `evaluate --compare` computes them)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from f2b_study.atomic import write_text
+from f2b_study.present.format import interval, number
 from f2b_study.tables import write_csv
 
 BONE_COLUMNS = (("accuracy", "Accuracy"), ("precision_macro", "Precision (macro)"), ("recall_macro", "Recall (macro)"),
@@ -50,7 +53,7 @@ def write_comparison(out: Path, runs: dict[str, Path]) -> Path:
         if value is None:
             return "<td>–</td>"
         ci = row[f"{key}_ci"]
-        text = f"{value:.4f}" + (f"<br><small>({ci[0]:.3f}–{ci[1]:.3f})</small>" if ci else "")
+        text = number(value, 3) + (f"<br><small>{html.escape(interval(ci))}</small>" if ci else "")
         return f"<td><b>{text}</b></td>" if value == best[key] else f"<td>{text}</td>"
 
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
@@ -63,4 +66,26 @@ def write_comparison(out: Path, runs: dict[str, Path]) -> Path:
             "</body></html>")
     target = out / "comparison.html"
     write_text(target, page)
+    paired_comparison(out, runs)
     return target
+
+
+def paired_comparison(out: Path, runs: dict[str, Path], replicates: int = 2000, seed: int = 42) -> dict | None:
+    """model_comparison.json/.csv/.svg: every run against the first on the same validation patients (paired
+    DeLong per class and macro, net-benefit differences); None for runs of another target."""
+    from f2b_study.errors import InputError
+    from f2b_study.jsonutil import dumps
+    from f2b_study.report.clinical_figures import model_comparison_svg
+    from f2b_study.stats.compare import align, compare_models, comparison_rows
+    from f2b_study.stats.predictions import read_predictions
+
+    try:
+        sets = [read_predictions(folder / "val_predictions.csv") for folder in runs.values()]
+        _ids, y, probas = align(sets)
+    except InputError:  # not bone-status predictions (e.g. --target sex), or runs that lost different patients
+        return None
+    comparison = compare_models(list(runs), y, probas, replicates=replicates, seed=seed)
+    write_text(out / "model_comparison.json", dumps(comparison))
+    write_csv(pl.DataFrame(comparison_rows(comparison), infer_schema_length=None), out / "model_comparison.csv")
+    write_text(out / "model_comparison.svg", model_comparison_svg(comparison, "cmp") + "\n")
+    return comparison
