@@ -277,8 +277,9 @@ def analyse_photo(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
     try:
         rgb = load_rgb(path)
     except ImageError as error:
-        detail = error.detail if error.reason == "unreadable" else f"{error.reason}: {error.detail}"
-        return {"error": "unreadable", "detail": detail}, {}, None
+        if error.reason in ("unreadable", "unsupported_format"):  # named reasons of their own
+            return {"error": error.reason, "detail": error.detail}, {}, None
+        return {"error": "unreadable", "detail": f"{error.reason}: {error.detail}"}, {}, None
     return analyse_rgb(rgb)
 
 

@@ -39,11 +39,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-REASONS = ("unreadable", "no_face", "multiple_faces", "low_confidence", "face_too_small", "not_measurable",
+REASONS = ("unreadable", "unsupported_format", "no_face", "multiple_faces", "low_confidence", "face_too_small",
+           "not_measurable",
            "blurred", "extreme_pose", "underexposed", "overexposed", "clipped_highlights", "low_contrast",
            "sunglasses", "eyeglasses", "forehead_covered", "eyes_closed", "non_neutral_expression",
            "busy_background", "other_face")
-ALWAYS_EXCLUDE = ("unreadable", "no_face", "multiple_faces", "low_confidence", "face_too_small", "extreme_pose")
+ALWAYS_EXCLUDE = ("unreadable", "unsupported_format", "no_face", "multiple_faces", "low_confidence", "face_too_small",
+                  "extreme_pose")
 FLAGS = tuple(name for name in REASONS if name not in ALWAYS_EXCLUDE)  # what `exclude` may name
 DEFAULT_EXCLUDE = ("blurred", "sunglasses")
 
