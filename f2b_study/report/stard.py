@@ -46,6 +46,8 @@ class StudyReportInput:
     table1: [(caption, f2b_study.stats.table1.Table1)], e.g. by split and by bone status.
     multicentre: ``multicentre_summary`` output. provenance: {name: value} of the model (arch, FaceNet weights,
     training cohort hash, version...); ``provenance["warnings"]`` lists are shown as loud warnings.
+    pooled_sections: sections of a report pooled from site summaries (report.pooled), shown after the
+    multi-centre results.
     """
 
     title: str
@@ -64,6 +66,7 @@ class StudyReportInput:
     pseudonym_key: bytes | None = None
     source_note: str | None = None
     generated: str | None = None  # date shown in the header; today when None
+    pooled_sections: list[ReportSection] = dataclasses.field(default_factory=list)
 
 
 # -- formatting ----------------------------------------------------------------------------------------------------
@@ -420,6 +423,8 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
         "multicentre_tables": multicentre_tables,
         "table1": table1_blocks,
         "explanations": sections,
+        "pooled_sections": [{"title": p.title, "html": _trusted(p.html), "figures": [_trusted(f) for f in p.figures],
+                             "tables": p.tables} for p in study.pooled_sections],
         "undefined": undefined,
         "footnotes": notes.items,
         "checklist": checklist(study),
