@@ -207,17 +207,33 @@ def _strings(value: Any) -> Iterator[str]:
         yield value
 
 
+def _keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _keys(v)
+
+
 def _high_precision(value: float) -> bool:
     """Not a number of three decimals or fewer: a coincidence with a summary's figure is then no accident."""
     return abs(value * 1000 - round(value * 1000)) > 1e-6
 
 
+FORBIDDEN_FIELDS = ("t_spine", "t_femoral", "t_total", "lowest_t", "z_spine", "z_femoral", "z_total", "bmd",
+                    "nhanes")  # anywhere in a key
+FORBIDDEN_KEYS = {"patient_id", "photo", "face_path", "content_hash", "path", "patients", "errors"}  # whole keys
+
+
 def privacy_leaks(path: Path, *, ids: Sequence[str], photo_names: Sequence[str], folders: Sequence[Path],
-                  patient_values: Mapping[str, np.ndarray], clinical_values: Mapping[str, np.ndarray],
-                  min_cell: int) -> list[str]:
+                  patient_values: Mapping[str, np.ndarray], min_cell: int,
+                  forbidden_fields: Sequence[str] = FORBIDDEN_FIELDS) -> list[str]:
     """Every way the summary at ``path`` could give away a patient: IDs, pseudonyms, photo names, paths, a single
-    patient's exact value (a probability, a BMI, a T-score), an aggregate over fewer than min_cell patients, a
-    per-patient list."""
+    patient's exact value (``patient_values``: probabilities, BMI, T-scores … compared at full precision where a
+    coincidence cannot be an accident), a field of T-scores, Z-scores, BMD or photos (never summarised, so never
+    written), an aggregate over fewer than min_cell patients, a per-patient list."""
     text = path.read_text(encoding="utf-8")
     doc = json.loads(text)
     leaks = []
@@ -241,11 +257,9 @@ def privacy_leaks(path: Path, *, ids: Sequence[str], photo_names: Sequence[str],
         for name, values in precise.items():
             if value in values:
                 leaks.append(f"{name} of one patient ({value!r} under '{key}')")
-    for name, values in clinical_values.items():  # T-scores, Z-scores: never summarised, so never written
-        exact = {v for v in values.tolist() if math.isfinite(v)}
-        for key, value in _floats(doc):
-            if key not in GRID_KEYS | ROUNDED_KEYS and value in exact:
-                leaks.append(f"{name} of one patient ({value!r} under '{key}')")
+    for field in forbidden_fields:
+        leaks += [f"a {field} field ({s!r})" for s in _keys(doc) if field in s.lower()]
+    leaks += [f"a '{s}' field" for s in _keys(doc) if s in FORBIDDEN_KEYS]
     leaks += [f"aggregate over {n} patient(s) at {where}" for where, n in small_aggregates(doc, min_cell)]
     leaks += [f"list of {n} values at {where}" for where, n in long_lists(doc, 99)]
     return leaks

@@ -41,7 +41,7 @@ def site(tmp_path_factory) -> tuple[Path, pl.DataFrame, Path]:
 def _scan(path: Path, frame: pl.DataFrame, folder: Path, min_cell: int = MIN_CELL) -> list[str]:
     ids = frame["patient_id"].to_list()
     return privacy_leaks(path, ids=ids, photo_names=[f"{i}.jpg" for i in ids], folders=[folder],
-                         patient_values=_values(frame), clinical_values={}, min_cell=min_cell)
+                         patient_values=_values(frame), min_cell=min_cell)
 
 
 def test_a_summary_holds_no_patient_data(site) -> None:
@@ -59,7 +59,7 @@ def _plant(path: Path, target: Path, change) -> Path:
 
 
 @pytest.mark.parametrize("leak", ["id", "pseudonym", "photo", "path", "probability", "bmi", "small_group",
-                                  "small_bin", "list"])
+                                  "small_bin", "list", "t_score_field"])
 def test_the_scanner_finds_each_kind_of_leak(site, tmp_path: Path, leak: str) -> None:
     path, frame, folder = site
     first = frame.filter(pl.col("split") != "train").row(0, named=True)
@@ -84,6 +84,8 @@ def test_the_scanner_finds_each_kind_of_leak(site, tmp_path: Path, leak: str) ->
             doc["index_test"]["hosmer_lemeshow_groups"]["normal"][0]["n"] = 1
         elif leak == "list":
             doc["index_test"]["p"] = [0.5] * 100
+        elif leak == "t_score_field":
+            doc["table1"]["sex"]["variables"]["lowest_t_score"] = {"kind": "continuous", "groups": {}}
 
     planted = _plant(path, tmp_path / "planted.json", change)
     assert _scan(planted, frame, folder), f"the planted {leak} was not found"
