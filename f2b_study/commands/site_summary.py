@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
         "else every analysed patient (external validation). Patient-level outputs (the predictions) stay in "
         "--work on this machine.",
         examples="  f2b-study site-summary cohorts/centre_a.toml --model runs/consortium --out centre-a.json\n"
-        "  f2b-study site-summary cohorts/centre_b.toml --model runs/consortium/best --out centre-b.json "
+        "  f2b-study site-summary cohorts/centre_b.toml --model runs/consortium --out centre-b.json "
         "--min-cell 10\n"
         "  f2b-study pool centre-a.json centre-b.json --out reports/pooled      # at the coordinating centre\n")
     parser.add_argument("config", help="this centre's cohort config (.toml) or table (.csv/.xlsx)")

@@ -463,7 +463,10 @@ def table1_summary(frame: pl.DataFrame, by: str, disclosure: Disclosure,
     index = frame[by].to_numpy()
     sizes = {g: np.array([(index == g).sum()]) for g in groups}
     withheld_groups = withheld_columns(sizes, np.array([frame.height]), disclosure)
-    out: dict[str, Any] = {"by": by, "groups": groups, "rows_without_group": left_out,
+    out: dict[str, Any] = {"by": by, "population": "eligible patients", "groups": groups,
+                           "quantiles": "median, q1 and q3 are this centre's own (per site), rounded to "
+                                        f"{QUANTILE_DECIMALS} decimal: they cannot be pooled",
+                           "rows_without_group": left_out,
                            "n": {OVERALL: frame.height, **{g: None if g in withheld_groups else int(sizes[g][0])
                                                            for g in groups}},
                            "variables": {}}
@@ -661,11 +664,23 @@ def dumps_summary(summary: Mapping[str, Any]) -> str:
     return _pretty(json_safe(summary), 0) + "\n"
 
 
+INLINE_WIDTH = 110
+
+
+def _flat(value: Any) -> bool:
+    return not isinstance(value, dict | list) or (
+        isinstance(value, list) and all(not isinstance(v, dict | list) for v in value))
+
+
 def _pretty(value: Any, level: int) -> str:
     pad, inner = " " * level, " " * (level + 1)
     if isinstance(value, dict):
         if not value:
             return "{}"
+        if all(_flat(v) for v in value.values()):  # a bin, a group, a cell: one line when it fits
+            line = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            if len(line) + level <= INLINE_WIDTH:
+                return line
         items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_pretty(v, level + 1)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
     if isinstance(value, list):
