@@ -176,7 +176,8 @@ def calibration_section(pooled: Any) -> ReportSection:
     ece = ev.get("ece_pooling") or {}
     rows.append(["ECE", fmt(ev["overall"]["ece"], 4), "—", "—",
                  "exact (summed bins)" if ece.get("exact", True) else
-                 f"bins merged at a centre: exact ECE in [{ece['ece']:.4f}, {ece['ece'] + ece['bound']:.4f}]"])
+                 f"sums of confidences withheld at a centre for small bins: exact ECE in "
+                 f"[{ece['interval'][0]:.4f}, {ece['interval'][1]:.4f}]"])
     rows.append(["Brier (multiclass)", fmt(ev["overall"]["brier"], 4), "—", "—", "exact (summed squared errors)"])
     for name in CLASSES:
         hl = ev["per_class"][name]["hosmer_lemeshow"]

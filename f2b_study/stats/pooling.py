@@ -5,7 +5,8 @@ What pools exactly, and what does not (``Pooled.exactness`` lists it per run, wi
 - sums of counts: the participant flow, Table 1 counts, the confusion matrices and everything computed from them
   (accuracy, precision, recall, F1, κ, sensitivity, specificity, PPV, NPV and their Wilson intervals), the
   decision curves (net benefit = TP/n − FP/n · t/(1 − t) from the summed counts), the Brier scores (summed
-  squared errors) and the ECE (summed per-bin confidences and correct predictions) while no centre merged a bin;
+  squared errors) and the ECE (summed per-bin confidences and correct predictions) while no centre withheld a
+  bin's sum of confidences (then: an interval);
 - Table 1 means and SDs (from each group's n, mean and SD), with Student's t / ANOVA from those and χ² / Fisher
   from the summed counts;
 - every per-centre figure (each centre computed its own with the code `study` uses) and therefore the
@@ -226,29 +227,40 @@ def _coarse(parts_bins: Sequence[Sequence[Mapping[str, Any]]], edges: np.ndarray
 
 
 def pooled_ece(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """ECE from the summed bins. Exact while every centre kept the 15 bins; where one merged bins, the pooled bins
-    are the merged spans, this ECE is a lower bound, and ``bound`` is how far above it the exact one can be
-    (Σ over merged spans of n − |Σ(correct − confidence)|, over N)."""
-    groups = _coarse([p["ece_bins"] for p in parts], cal.ECE_EDGES)
-    total = sum(b["n"] for g in groups for b in g)
-    ece = slack = 0.0
-    bins = []
-    exact = True
-    for group in groups:
-        n = sum(b["n"] for b in group)
-        d = sum(b["correct"] - b["sum_confidence"] for b in group)
-        ece += abs(d)
-        spans = {(round(b["lo"], 9), round(b["hi"], 9)) for b in group}
-        fine = round((max(b["hi"] for b in group) - min(b["lo"] for b in group)) * cal.ECE_BINS)
-        if fine > 1 and n > 0:
-            exact = False
-            slack += n - abs(d)
-        if n:
-            bins.append({"lo": min(b["lo"] for b in group), "hi": max(b["hi"] for b in group), "n": n,
-                         "mean_predicted": sum(b["sum_confidence"] for b in group) / n,
-                         "observed": sum(b["correct"] for b in group) / n, "spans": len(spans)})
-    return {"ece": ece / total if total else None, "exact": exact, "bound": 0.0 if exact else slack / total,
-            "bins": bins}
+    """ECE from the summed bins: Σ_b |Σ correct − Σ confidence| / N. Exact while every centre showed every bin's
+    sum of confidences; a bin of fewer than min_cell patients shows only its n and correct predictions, and its
+    confidences lie in [lo, hi): the estimate takes the middle, and ``interval`` holds the smallest and largest
+    ECE those bins allow (computed, not a rule of thumb)."""
+    total = correct = known = 0.0
+    fine = len(parts[0]["ece_bins"])
+    n = np.zeros(fine)
+    hits = np.zeros(fine)
+    conf_lo = np.zeros(fine)
+    conf_hi = np.zeros(fine)
+    edges = [(b["lo"], b["hi"]) for b in parts[0]["ece_bins"]]
+    for p in parts:
+        for i, b in enumerate(p["ece_bins"]):
+            n[i] += b["n"]
+            hits[i] += b["correct"]
+            if b["sum_confidence"] is None:
+                conf_lo[i] += b["n"] * b["lo"]
+                conf_hi[i] += b["n"] * b["hi"]
+            else:
+                conf_lo[i] += b["sum_confidence"]
+                conf_hi[i] += b["sum_confidence"]
+                known += b["n"]
+    total = float(n.sum())
+    correct = float(hits.sum())
+    d_lo, d_hi = hits - conf_hi, hits - conf_lo
+    middle = np.abs(hits - (conf_lo + conf_hi) / 2).sum()
+    smallest = np.where((d_lo <= 0) & (d_hi >= 0), 0.0, np.minimum(np.abs(d_lo), np.abs(d_hi))).sum()
+    largest = np.maximum(np.abs(d_lo), np.abs(d_hi)).sum()
+    exact = bool(known == total)
+    bins = [{"lo": lo, "hi": hi, "n": int(n[i]), "mean_predicted": float((conf_lo[i] + conf_hi[i]) / 2 / n[i]),
+             "observed": float(hits[i] / n[i])} for i, (lo, hi) in enumerate(edges) if n[i]]
+    return {"ece": float(middle / total) if total else None, "exact": exact,
+            "interval": [float(smallest / total), float(largest / total)] if total else None,
+            "patients_in_withheld_bins": int(total - known), "correct": int(correct), "bins": bins}
 
 
 def pooled_reliability(parts: Sequence[Mapping[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -313,8 +325,10 @@ def pooled_model(parts: Sequence[Mapping[str, Any]], *, probabilities: bool, rep
     notes.pop("overall.ece", None)
     notes["ci.ece"] = "not available from site summaries (needs single patients' values)"
     if not ece["exact"]:
-        notes["overall.ece"] = (f"approximate: a centre merged ECE bins of fewer than min_cell patients; the exact "
-                                f"ECE lies between this and {ece['ece'] + ece['bound']:.4f}")
+        lo, hi = ece["interval"]
+        notes["overall.ece"] = (f"approximate: {ece['patients_in_withheld_bins']} patient(s) in ECE bins whose sum of "
+                                f"confidences a centre withheld (under min_cell); the exact ECE lies in "
+                                f"[{lo:.4f}, {hi:.4f}]")
     ev["ece_pooling"] = ece
     auc_bounds: dict[str, float] = {}
     defined = []
@@ -781,8 +795,8 @@ def exactness(pooled: Pooled) -> list[dict[str, str]]:
         ("Brier scores", "sums of squared errors", (EXACT, "")),
         ("ECE", "sums of confidences and correct predictions per bin",
          (EXACT, "") if ece.get("exact", True) else
-         (APPROXIMATE, f"bins merged at a centre: the exact ECE lies in [{ece['ece']:.4f}, "
-                       f"{ece['ece'] + ece['bound']:.4f}]")),
+         (APPROXIMATE, f"{ece['patients_in_withheld_bins']} patient(s) in bins whose sum of confidences a centre "
+                       f"withheld: the exact ECE lies in [{ece['interval'][0]:.4f}, {ece['interval'][1]:.4f}]")),
         ("CIs of ECE and Brier", "—", (UNAVAILABLE, "need single patients' values")),
         ("Hosmer–Lemeshow tests", "Σ (O − E)²/E over every centre's own decile groups, df = G − 2",
          (APPROXIMATE, "another grouping than the deciles of all patients: a different test, not an estimate of "

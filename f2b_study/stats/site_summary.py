@@ -14,9 +14,10 @@ Disclosure control, with N = ``[privacy] min_cell`` (rules in DISCLOSURE_RULES, 
   the next smallest until it reaches N, so it cannot be recovered from the total); a Table 1 column or a subgroup
   level with a small count is withheld, and so is the next smallest one when the withheld ones could otherwise be
   recovered as the total minus the rest;
-- a measured value (age, BMI, probability) is only ever summed or averaged over ≥ N patients: ECE, reliability
-  and Hosmer–Lemeshow bins with fewer are merged with their neighbours; minima and maxima are never written;
-  medians and quartiles are rounded to the precision Table 1 shows;
+- a measured value (age, BMI, probability) is only ever summed or averaged over ≥ N patients: reliability and
+  Hosmer–Lemeshow bins with fewer are merged with their neighbours, an ECE bin with fewer keeps its counts but not
+  its sum of confidences; minima and maxima are never written; medians and quartiles are rounded to the precision
+  Table 1 shows;
 - the whole site's cross-tabulation of index test against reference standard, and the counts at or above each
   decision threshold, are kept whole: they carry no patient characteristic, a STARD report publishes them
   (items 23–24), and keeping them makes the pooled accuracy figures and decision curves exact.
@@ -68,9 +69,10 @@ DISCLOSURE_RULES = (
     "one 'other' line, which takes the next smallest reason too until it reaches min_cell.",
     "A Table 1 column or a subgroup level with a count below min_cell is withheld, and so is the next smallest "
     "one whenever the withheld ones could be recovered as the total minus the rest.",
-    "A measured value (age, BMI, a probability) is only summed or averaged over at least min_cell patients: ECE, "
-    "reliability and Hosmer–Lemeshow bins with fewer are merged with their neighbours; no minimum or maximum is "
-    "written; medians and quartiles are rounded to one decimal.",
+    "A measured value (age, BMI, a probability) is only summed or averaged over at least min_cell patients: "
+    "reliability and Hosmer–Lemeshow bins with fewer are merged with their neighbours, an ECE bin with fewer keeps "
+    "its counts but not its sum of confidences; no minimum or maximum is written; medians and quartiles are rounded "
+    "to one decimal.",
     "The whole site's cross-tabulation of each test against the reference standard and the counts at or above "
     "each decision threshold are kept whole: they carry no patient characteristic and a STARD report publishes "
     "them (items 23-24).",
@@ -292,8 +294,16 @@ def probability_components(y: np.ndarray, proba: np.ndarray, disclosure: Disclos
         "auc_covariance": _matrix(cov),
         "brier_sums": {"multiclass": float(brier.sum()), "per_class": brier.sum(axis=0).tolist()},
     }
-    ece, merged = merge_small_bins(ece_bins(proba, y), disclosure.min_cell)
-    _note_merge(disclosure, f"{where}.ece_bins", merged)
+    # a bin's patients and correct predictions are outcome counts (the threshold counts show as much); the sum of
+    # confidences is a measured value: withheld below min_cell, the pool then knows it within n·[lo, hi)
+    ece = ece_bins(proba, y)
+    small = [b for b in ece if disclosure.small([b["n"]])]
+    for b in small:
+        b["sum_confidence"] = None
+    if small:
+        disclosure.withheld.append({"where": f"{where}.ece_bins", "why": f"the sum of confidences of {len(small)} "
+                                    f"bin(s) with fewer than {disclosure.min_cell} patients (their n and correct "
+                                    "predictions kept)"})
     out["ece_bins"] = ece
     out["reliability_bins"] = {}
     for k, name in enumerate(CLASSES):
