@@ -16,7 +16,8 @@ from f2b_study import __version__
 from f2b_study.errors import InputError
 
 # Pipeline order: this is also the order `f2b-study --help` lists them in.
-COMMANDS = ("label", "preprocess", "table1", "models", "train", "screen", "evaluate", "explain", "study", "demo")
+COMMANDS = ("label", "preprocess", "table1", "models", "train", "screen", "evaluate", "explain", "study",
+            "site-summary", "pool", "demo")
 
 EPILOG = """examples:
   f2b-study demo                                   # the whole chain on the bundled demo cohort
@@ -37,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        if importlib.util.find_spec(f"f2b_study.commands.{name}") is None:
+        module = f"f2b_study.commands.{name.replace('-', '_')}"  # site-summary lives in site_summary.py
+        if importlib.util.find_spec(module) is None:
             continue
-        importlib.import_module(f"f2b_study.commands.{name}").register(sub)
+        importlib.import_module(module).register(sub)
     return parser
 
 

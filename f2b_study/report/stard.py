@@ -47,6 +47,8 @@ class StudyReportInput:
     multicentre: ``multicentre_summary`` output. provenance: {name: value} of the model (arch, FaceNet weights,
     training cohort hash, version...); ``provenance["warnings"]`` lists are shown as loud warnings.
     simulated_labels: the reference-standard labels are simulated (a loud banner at the top).
+    pooled_sections: sections of a report pooled from site summaries (report.pooled), shown after the
+    multi-centre results.
     """
 
     title: str
@@ -66,6 +68,7 @@ class StudyReportInput:
     source_note: str | None = None
     generated: str | None = None  # date shown in the header; today when None
     methods: MethodsFacts | None = None
+    pooled_sections: list[ReportSection] = dataclasses.field(default_factory=list)
 
 
 # -- tables in the paper's forms -----------------------------------------------------------------------------------
@@ -379,6 +382,9 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
         "multicentre_tables": multicentre_tables,
         "table1": table1_views,
         "explanations": sections,
+        "pooled_sections": [{"title": p.title, "html": _trusted(p.html), "figures": [_trusted(f) for f in p.figures],
+                             "tables": [view(_section_table(t, p.title, i)) for i, t in enumerate(p.tables)]}
+                            for p in study.pooled_sections],
         "undefined": undefined,
         "footnotes": notes.items,
         "checklist": checklist(study),

@@ -31,14 +31,16 @@ def _clip(value: float) -> float:
     return min(max(value, 0.0), 1.0)
 
 
-def meta_analysis(names: list[str], estimates: list[float | None], ses: list[float | None]) -> dict[str, Any]:
+def meta_analysis(names: list[str], estimates: list[float | None], ses: list[float | None], *,
+                  clip: bool = True) -> dict[str, Any]:
     """Fixed-effect (inverse variance) and DerSimonian–Laird random-effects pooling of per-centre estimates with
-    their SEs; Cochran's Q, I², τ².
+    their SEs; Cochran's Q, I², τ². ``clip``: CIs clipped to [0, 1] (AUCs); False for differences of AUCs.
 
     Written out (a dozen lines of textbook formulae) rather than statsmodels' combine_effects: its "dl"/"chi2"
     τ² in statsmodels 0.15 is not truncated at zero, so whenever Q < df it returns a negative τ² and broken
     random-effects weights. The tests check these numbers against combine_effects where Q > df.
     """
+    bound = _clip if clip else (lambda value: value)
     studies, excluded = [], {}
     for name, estimate, se in zip(names, estimates, ses, strict=True):
         if estimate is None or se is None or not math.isfinite(se) or se <= 0:
@@ -49,7 +51,7 @@ def meta_analysis(names: list[str], estimates: list[float | None], ses: list[flo
                            "q": None, "df": None, "p_heterogeneity": None, "i2": None, "tau2": None, "reason": None}
     for name, estimate, se in studies:
         out["studies"].append({"name": name, "estimate": estimate, "se": se,
-                               "ci": [_clip(estimate - Z95 * se), _clip(estimate + Z95 * se)]})
+                               "ci": [bound(estimate - Z95 * se), bound(estimate + Z95 * se)]})
     if len(studies) < 2:
         out["reason"] = f"{len(studies)} centre(s) with an AUC and its SE: pooling needs two or more"
         return out
@@ -68,7 +70,7 @@ def meta_analysis(names: list[str], estimates: list[float | None], ses: list[flo
         study["weight_random"] = float(wr)
     for key, estimate, weights in (("fixed", fixed, w), ("random", random, w_re)):
         se = math.sqrt(1 / weights.sum())
-        out[key] = {"estimate": estimate, "se": se, "ci": [_clip(estimate - Z95 * se), _clip(estimate + Z95 * se)]}
+        out[key] = {"estimate": estimate, "se": se, "ci": [bound(estimate - Z95 * se), bound(estimate + Z95 * se)]}
     out.update(q=q, df=df, p_heterogeneity=float(stats.chi2.sf(q, df)), i2=max(0.0, (q - df) / q) if q > 0 else 0.0,
                tau2=tau2)
     return out
