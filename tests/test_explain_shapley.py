@@ -180,9 +180,10 @@ def test_facenet_sees_the_composite_unless_told_otherwise() -> None:
     original = region_shapley(model, x, masks, base, mean=MEAN, std=STD, output="logit", facenet_input="original")
     assert masked.facenet_input == "masked" and original.facenet_input == "original"
     assert seen == [64, 2]  # FaceNet ran on the 2 × 32 composites, then on the 2 unmasked faces only
-    from f2b_study.training.loop import compute_embeddings
+    from f2b_study.models.runtime import InputTransform, face_embeddings
 
-    embeddings = compute_embeddings(model, x, MEAN, STD, torch.device("cpu")).numpy()
+    transform = InputTransform(size, MEAN, STD)
+    embeddings = face_embeddings(model, x, transform=transform, device=torch.device("cpu")).numpy()
     given = region_shapley(model, x, masks, base, mean=MEAN, std=STD, output="logit", facenet_input="original",
                            embeddings=embeddings)
     assert np.allclose(given.values, original.values, atol=1e-6) and len(seen) == 3  # no FaceNet pass of its own
