@@ -18,7 +18,7 @@ from torch import nn
 from f2b_study.models import create_model
 from f2b_study.models.fsa import FSABlock, ImageBranch
 from f2b_study.models.hilo import HiLoAttention
-from f2b_study.models.topk_attention import TopKChannelAttention
+from f2b_study.models.topk_attention import TopKChannelAttention, channel_gram
 
 torch.set_num_threads(1)
 
@@ -313,3 +313,30 @@ def test_face2bone_equals_reference_and_checkpoint_layout_is_unchanged(train: bo
     assert set(renamed) == set(gp_f) and any(n.startswith("image.") for n in gp_f)
     for name, grad in gp_f.items():
         assert_grad_close(grad, renamed[name], GRAD_SCALE_TOL, name)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+def test_both_gram_paths_agree(per_image: bool) -> None:
+    """The CPU's per-image loop and the batched kernel the GPU takes: the same Gram, values and gradients."""
+    torch.manual_seed(6)
+    tokens = torch.randn(3, 35, 3 * 40, requires_grad=True)
+    q, k = tokens[..., :40], tokens[..., 40:80]
+    gram = channel_gram(q, k, 4, per_image=per_image)
+    expected = torch.einsum("bnhi,bnhj->bhij", q.detach().reshape(3, 35, 4, 10), k.detach().reshape(3, 35, 4, 10))
+    torch.testing.assert_close(gram.detach(), expected, **TOL)
+    gram.pow(2).sum().backward()
+    grad = tokens.grad.clone()
+    tokens.grad = None
+    channel_gram(q, k, 4, per_image=not per_image).pow(2).sum().backward()
+    torch.testing.assert_close(grad, tokens.grad, **TOL)
+
+
+def test_topk_attention_on_the_gpu_path_equals_reference(monkeypatch) -> None:
+    """The whole module with the batched Gram (what CUDA runs), against DRSformer's reference on the CPU."""
+    from f2b_study.models import topk_attention
+
+    batched = topk_attention.channel_gram
+    monkeypatch.setattr(topk_attention, "channel_gram",
+                        lambda q, k, heads, per_image: batched(q, k, heads, per_image=False))
+    fast, ref = paired(TopKChannelAttention(40, 4), RefTKSA(40, 4))
+    assert_same(fast, ref, torch.randn(2, 40, 5, 6), train=True)

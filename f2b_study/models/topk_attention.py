@@ -62,6 +62,21 @@ def mixed_topk_softmax(scores: torch.Tensor, ks: Sequence[int], weights: torch.T
     return torch.zeros_like(s).scatter(-1, index, exp_sorted * coefficients)
 
 
+def channel_gram(q: torch.Tensor, k: torch.Tensor, heads: int, *, per_image: bool) -> torch.Tensor:
+    """Per head, the (d × d) Gram matrix qᵀk over positions: q, k (B, n, heads·d) (strided views of the qkv map)
+    -> (B, heads, d, d).
+
+    per_image (the CPU's choice): one (heads, d, n) @ (heads, n, d) product per image straight from the strided
+    views, since a 4-D matmul would copy both operands to merge batch and heads and on the CPU the copies cost more
+    than this short loop. Otherwise one batched kernel (a loop of small launches would be launch-bound on a GPU)."""
+    b, n, c = q.shape
+    d = c // heads
+    if per_image:
+        return torch.stack([torch.bmm(q[i].view(n, heads, d).permute(1, 2, 0), k[i].view(n, heads, d).transpose(0, 1))
+                            for i in range(b)])
+    return torch.einsum("bnhi,bnhj->bhij", q.view(b, n, heads, d), k.view(b, n, heads, d))
+
+
 class TopKChannelAttention(nn.Module):
     """TKSA on a (B, C, H, W) map -> (B, C, H, W)."""
 
@@ -104,13 +119,7 @@ class TopKChannelAttention(nn.Module):
         qkv = self.qkv_dwconv(self.qkv(x.contiguous(memory_format=torch.channels_last)))
         tokens = qkv.permute(0, 2, 3, 1).reshape(b, n, 3 * c)  # a view for a channels-last map
         q, k, v = tokens[..., :c], tokens[..., c:2 * c], tokens[..., 2 * c:]
-        if x.device.type == "cpu":
-            # Per image: (heads, d, n) @ (heads, n, d) straight from the strided views (a 4-D matmul would copy both
-            # operands to merge batch and heads; on the CPU the copies cost more than this short loop).
-            gram = torch.stack([torch.bmm(q[i].view(n, heads, d).permute(1, 2, 0),
-                                          k[i].view(n, heads, d).transpose(0, 1)) for i in range(b)])
-        else:  # one batched kernel (a loop of small launches would be launch-bound on a GPU)
-            gram = torch.einsum("bnhi,bnhj->bhij", q.view(b, n, heads, d), k.view(b, n, heads, d))
+        gram = channel_gram(q, k, heads, per_image=x.device.type == "cpu")
         norms = tokens[..., :2 * c].square().sum(1).sqrt().clamp_min(1e-12)  # F.normalize's eps
         q_norm, k_norm = norms[:, :c].view(b, heads, d, 1), norms[:, c:].view(b, heads, 1, d)
         scores = gram / (q_norm * k_norm) * self.temperature
