@@ -149,7 +149,9 @@ def measure(model: nn.Module, size: int, args: argparse.Namespace, device: torch
             with torch.inference_mode(), autocast:
                 step_model(x)
 
-    return batch / fastest_step(step, device, seconds=args.seconds, warmup=3 if args.compile else 2)
+    warmup = getattr(args, "warmup", None) or (3 if args.compile else 2)
+    return batch / fastest_step(step, device, seconds=args.seconds, warmup=warmup,
+                                min_steps=getattr(args, "min_steps", None) or 3)
 
 
 def tksa_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
