@@ -670,14 +670,34 @@ def table(rows: list[dict], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def describe_machine(plan: Plan) -> str:
+def probe_gpus(path: Path) -> None:
+    """In a forked child (the parent must never initialise CUDA, or no forked part could use it): GPU names."""
+    import torch
+
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() \
+        else []
+    path.write_text(json.dumps({"gpus": names, "cuda": torch.version.cuda}))
+
+
+def gpus_here() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "gpus.json"
+        process = multiprocessing.get_context("fork").Process(target=probe_gpus, args=(path,))
+        process.start()
+        process.join(120)
+        if process.is_alive():
+            process.kill()
+        return json.loads(path.read_text()) if path.exists() else {"gpus": [], "cuda": None}
+
+
+def describe_machine(plan: Plan, gpus: dict[str, Any]) -> str:
     import torch
 
     if plan.dry:
         where = f"dry run on the CPU ({os.cpu_count()} cores), tiny shapes"
     else:
-        names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
-        where = f"{torch.cuda.device_count()} × {', '.join(names)}; CUDA {torch.version.cuda}"
+        names = sorted(set(gpus["gpus"]))
+        where = f"{len(gpus['gpus'])} × {', '.join(names)}; CUDA {gpus['cuda']}"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
     return (f"# device check: {where}; torch {torch.__version__}; Python {platform.python_version()}; "
             f"commit {commit.strip() or 'unknown'}; {time.strftime('%Y-%m-%d %H:%M')}")
@@ -708,11 +728,15 @@ def main(argv: list[str] | None = None) -> int:
                                 workers=max(1, (os.cpu_count() or 2) - 1))
         print(f"{len(faces)} usable faces in {args.fill_face_cache}")
         return 0
-    import torch  # once, before the parts fork
+    # Imported once here, before the parts fork; CUDA is never touched in this process (a forked child cannot use
+    # CUDA once its parent has initialised it), so even the GPU count comes from a child.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch  # noqa: F401
 
+    gpus = {"gpus": [], "cuda": None} if args.dry_run else gpus_here()
     if args.dry_run:
         plan = dry_plan()
-    elif not torch.cuda.is_available():
+    elif not gpus["gpus"]:
         raise SystemExit("device_check: no CUDA device here; use --dry-run for the CPU rehearsal")
     else:
         plan = gpu_plan("cuda")
@@ -722,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown parts {unknown}; choose from {list(PARTS)}")
     if args.face_cache:
         args.face_cache.mkdir(parents=True, exist_ok=True)
-    header = describe_machine(plan)
+    header = describe_machine(plan, gpus)
     rows, seconds, spent = run_parts(names, plan, args.budget,
                                      args.face_cache.resolve() if args.face_cache else None)
     parts = ", ".join(f"{name} {t:.0f} s" for name, t in spent.items())

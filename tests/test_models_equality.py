@@ -100,16 +100,18 @@ class RefHiLo(nn.Module):
         s = self.window
         hp, wp = math.ceil(h / s) * s, math.ceil(w / s) * s
         padded = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
-        valid = F.pad(torch.ones(h, w, dtype=torch.bool), (0, wp - w, 0, hp - h))
-        out = torch.zeros(b, hp, wp, self.h_dim, dtype=x.dtype)
+        device = x.device
+        valid = F.pad(torch.ones(h, w, dtype=torch.bool, device=device), (0, wp - w, 0, hp - h))
+        out = torch.zeros(b, hp, wp, self.h_dim, dtype=x.dtype, device=device)
         for i in range(0, hp, s):
             for j in range(0, wp, s):
                 tokens = padded[:, i:i + s, j:j + s].reshape(b, s * s, c)
                 q, k, v = (self.split(t, self.h_heads) for t in self.h_qkv(tokens).chunk(3, dim=-1))
                 mask = valid[i:i + s, j:j + s].reshape(1, 1, 1, s * s)
                 att = explicit_attention(q, k, v, mask).transpose(1, 2).reshape(b, s, s, self.h_dim)
-                out = out.index_put((torch.arange(b)[:, None, None], torch.arange(i, i + s)[None, :, None],
-                                     torch.arange(j, j + s)[None, None, :]), att)
+                out = out.index_put((torch.arange(b, device=device)[:, None, None],
+                                     torch.arange(i, i + s, device=device)[None, :, None],
+                                     torch.arange(j, j + s, device=device)[None, None, :]), att)
         return self.h_proj(out[:, :h, :w])
 
     def lofi(self, x: torch.Tensor) -> torch.Tensor:
