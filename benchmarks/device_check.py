@@ -188,7 +188,10 @@ def throughput_rows(plan: Plan) -> list[tuple[str, Callable[[], Any], int]]:
     rows += [("face2bone:image+ssam+kan", lambda: ImagePart(build("face2bone", plan)), plan.size),
              ("face2bone:facenet", lambda: FaceNetPart(build("face2bone", plan)), plan.size),
              ("facenet@160", FaceNetAnchor, 96 if plan.dry else 160)]
-    return rows
+    # what matters most first, should the budget run out: the target, its anchor, Face2Bone's branches
+    first = ["face2bone", "resnet34", "facenet@160", "face2bone:image+ssam+kan", "face2bone:facenet", "resnet18",
+             "vgg16", "vgg19", "vit_b_16"]
+    return sorted(rows, key=lambda r: first.index(r[0]) if r[0] in first else len(first))
 
 
 def measure_args(plan: Plan, *, mode: str = "infer", batch: int | None = None, compile: bool = False) -> Any:
@@ -292,9 +295,6 @@ def part_throughput(plan: Plan, rows: Rows, budget: Budget, work: Path, *, compi
         rows.skip("torch.compile, every model", "dry run on the CPU: compiling there takes minutes per model")
         return
     entries = throughput_rows(plan)
-    if compiled:  # the target and its anchor first, then the rest while the budget lasts
-        first = ["face2bone", "resnet34", "facenet@160"]
-        entries.sort(key=lambda e: first.index(e[0]) if e[0] in first else len(first))
     for name, factory, size in entries:
         need = 45.0 if compiled else 4.0
         if not budget.allows(need):
