@@ -119,8 +119,10 @@ class Rows:
         self.add(item, note=f"skipped: {why}")
 
     def error(self, item: str, error: BaseException) -> None:
-        first = (str(error).strip().splitlines() or [""])[0][:160]
-        self.add(item, note=f"error: {type(error).__name__}: {first}")
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [""]
+        # the first line says what failed; a wrapped error (Ray's, a subprocess's) says why on its last line
+        text = lines[0][:160] + (f" … {lines[-1][:160]}" if len(lines) > 1 else "")
+        self.add(item, note=f"error: {type(error).__name__}: {text}")
 
 
 class Budget:
@@ -728,6 +730,10 @@ def main(argv: list[str] | None = None) -> int:
                                 workers=max(1, (os.cpu_count() or 2) - 1))
         print(f"{len(faces)} usable faces in {args.fill_face_cache}")
         return 0
+    # Processes this run starts (torchrun's ranks, Ray's workers) import this checkout's package too, also where
+    # it is not installed (a bare GPU host) or another copy is.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), str(HERE)]
+                                               + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     # Imported once here, before the parts fork; CUDA is never touched in this process (a forked child cannot use
     # CUDA once its parent has initialised it), so even the GPU count comes from a child.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
