@@ -24,9 +24,17 @@ its error in its row and the others still run; rows are kept as they are measure
   ray                 `screen --engine ray` with one GPU actor per GPU on a local Ray instance
 
 Packages: a part whose package is missing (facenet-pytorch, polars, mediapipe, ray) says "skipped: ..." in its row.
-MediaPipe is needed only to fill the face cache once: pass --face-cache with a cache already holding the demo
-photos' faces (e.g. made here by `--dry-run --face-cache .devcache`, which standardises the 64 demo photos the GPU
-run uses) and the screen and ray parts need no MediaPipe on the GPU host.
+MediaPipe is needed only to fill the face cache once: `--fill-face-cache DIR` standardises the 64 demo photos the
+GPU run uses (here, on the CPU: seconds, ~5 MB), and `--face-cache DIR` on the GPU host then needs no MediaPipe.
+
+A GPU day with a bare host (the workplace's H200: torch, numpy, scipy, opencv, pyarrow, safetensors are there;
+facenet-pytorch, polars, mediapipe and ray are not):
+  here:  python benchmarks/device_check.py --fill-face-cache .devcache      (.devcache and .whl git-ignored)
+         pip download --no-deps --only-binary=:all: ... -d .whl facenet-pytorch polars polars-runtime-32
+  there: pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site \
+         python benchmarks/device_check.py --face-cache .devcache --out $OUT/device_check.md
+Ray's wheel (~70 MB) does not fit the 64 MiB a call carries: without it the ray row says so.
+Processes the run starts (torchrun's ranks, Ray's workers) import this checkout's package (PYTHONPATH is set).
 """
 
 from __future__ import annotations
