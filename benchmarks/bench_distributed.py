@@ -22,8 +22,6 @@ memory, not the speed-up that more machines bring. Compare ratios within one run
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import logging
 import math
@@ -33,53 +31,33 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-DEMO = REPO / "cohorts" / "demo"
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import DEMO, quiet, save_model, screen_cohort  # noqa: E402
+
 DEMO_MODEL = {"input_size": 112, "dims": [24, 48, 96, 192], "depths": [1, 1, 2, 1]}  # cohorts/demo.toml [train]
-
-
-def quiet() -> contextlib.ExitStack:
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    return stack
-
-
-def demo_model(folder: Path) -> Path:
-    from f2b_study.faces.version import PIPELINE_VERSION
-    from f2b_study.models.checkpoint import save_checkpoint
-    from f2b_study.models.registry import create_model
-
-    with quiet():
-        model = create_model("face2bone", num_classes=3, **DEMO_MODEL)
-    save_checkpoint(model, folder, preprocessing_version=PIPELINE_VERSION, seed=0)
-    return folder
 
 
 def bench_screen(work: Path, photos: int | None, cold: bool) -> list[tuple[str, str, float, float]]:
     import polars as pl
 
-    from f2b_study.inference.screen import screen
-
     rows = pl.read_csv(DEMO / "cohort.csv", infer_schema=False)
     rows = rows.head(photos) if photos else rows
     cohort = work / "cohort.csv"
     rows.write_csv(cohort)
-    model = demo_model(work / "model")
+    model = save_model(work / "model", "face2bone", num_classes=3, **DEMO_MODEL)
     n = rows.height  # one photo per demo patient
     results: list[tuple[str, str, float, float]] = []
 
     def timed(label: str, cache: str, folder: str, **kwargs) -> None:
         started = time.perf_counter()
         with quiet():
-            screen([cohort], model_path=model, photos=DEMO / "photos", out=work / f"out-{len(results)}",
-                   cache_dir=work / folder, progress=False, **kwargs)
+            screen_cohort(cohort, model=model, photos=DEMO / "photos", out=work / f"out-{len(results)}",
+                          cache=work / folder, **kwargs)
         seconds = time.perf_counter() - started
         results.append((label, cache, seconds, n / seconds))
         print(f"  {label:<28} {cache:<5} {seconds:7.1f} s", file=sys.stderr)
@@ -88,8 +66,8 @@ def bench_screen(work: Path, photos: int | None, cold: bool) -> list[tuple[str, 
         timed("local (2 preprocess workers)", "cold", "cache-warm", preprocess_workers=2)
     else:
         with quiet():
-            screen([cohort], model_path=model, photos=DEMO / "photos", out=work / "fill",
-                   cache_dir=work / "cache-warm", progress=False, preprocess_workers=2)
+            screen_cohort(cohort, model=model, photos=DEMO / "photos", out=work / "fill",
+                          cache=work / "cache-warm", preprocess_workers=2)
     timed("local", "warm", "cache-warm")
     import ray
 

@@ -9,7 +9,8 @@ Faces are random pixels with five synthetic bands as regions (the cost does not 
 is randomly initialised (the cost does not depend on the weights). Rows: "masked" (FaceNet sees every composite:
 the exact game for the whole model) and "original" (FaceNet sees the unmasked face once per image), plus the
 model alone on the N images (one pass, "model x1") so the ratio to 32 passes reads directly. The table gives the
-measured seconds, images/s and the extrapolation to 1,000 images. Timings on a shared machine are noisy: compare
+measured seconds, images/s, the extrapolation to 1,000 images and the model passes region_shapley made (N × 32
+less the identical composites it reused). Timings on a shared machine are noisy: compare
 ratios within one run.
 """
 
@@ -80,21 +81,22 @@ def main(argv: list[str] | None = None) -> int:
                 model(x[first:first + batch].to(device))
         if device.type == "cuda":
             torch.cuda.synchronize()
-        rows.append(("model x1 (no Shapley)", time.perf_counter() - start, args.images))
+        rows.append(("model x1 (no Shapley)", time.perf_counter() - start, args.images, args.images))
     for mode in args.modes:
         result = region_shapley(model, faces, masks, baseline, mean=pre["mean"], std=pre["std"], device=device,
                                 batch_size=batch, facenet_input=mode, bf16=bf16)
-        rows.append((f"region Shapley, FaceNet {result.facenet_input}", result.seconds, args.images))
+        rows.append((f"region Shapley, FaceNet {result.facenet_input}", result.seconds, args.images,
+                     result.model_evaluations))
         assert result.efficiency_gap < 1e-5, result.efficiency_gap
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{args.arch} at {size} px ({'paper config' if not config else 'demo config'}), {name}, batch {batch}, "
           f"{'bf16' if device.type == 'cuda' and bf16 else 'fp32'}, {args.images} images × 32 coalitions")
-    print(f"{'row':<40} {'seconds':>9} {'img/s':>9} {'s per 1000 img':>15} {'x model':>8}")
+    print(f"{'row':<40} {'seconds':>9} {'img/s':>9} {'s per 1000 img':>15} {'x model':>8} {'model passes':>13}")
     reference = rows[0][1]
-    for label, seconds, n in rows:
+    for label, seconds, n, passes in rows:
         per_thousand = seconds * 1000 / n
         print(f"{label:<40} {seconds:>9.2f} {n / seconds:>9.1f} {per_thousand:>15.1f} "
-              f"{seconds / reference if reference > 0 else math.nan:>8.1f}")
+              f"{seconds / reference if reference > 0 else math.nan:>8.1f} {passes:>13,}")
     return 0
 
 

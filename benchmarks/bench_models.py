@@ -31,6 +31,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import fastest_step, synchronize
 
 from f2b_study.models.flops import count_flops, count_parameters
 from f2b_study.models.registry import build_architecture, get_spec, list_models
@@ -115,11 +118,6 @@ def rows_to_build(args: argparse.Namespace) -> list[tuple[str, Callable[[], nn.M
     return rows
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(model: nn.Module, size: int, args: argparse.Namespace, device: torch.device) -> float:
     """Images per second."""
     batch, fmt = args.batch, torch.channels_last if args.channels_last else torch.contiguous_format
@@ -131,7 +129,8 @@ def measure(model: nn.Module, size: int, args: argparse.Namespace, device: torch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
     step_model: Callable[..., torch.Tensor] = model
     if args.compile:
-        step_model = torch.compile(model, mode="max-autotune-no-cudagraphs" if device.type == "cuda" else None)
+        mode = getattr(args, "compile_mode", None) or ("max-autotune-no-cudagraphs" if device.type == "cuda" else None)
+        step_model = torch.compile(model, mode=None if mode == "default" else mode)
     if args.mode == "train":
         model.train()
         optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -150,17 +149,9 @@ def measure(model: nn.Module, size: int, args: argparse.Namespace, device: torch
             with torch.inference_mode(), autocast:
                 step_model(x)
 
-    for _ in range(3 if args.compile else 2):
-        step()
-    # Fastest step (as timeit advises): the least disturbed by other work on a shared machine.
-    steps: list[float] = []
-    while len(steps) < 3 or sum(steps) < args.seconds:
-        synchronize(device)
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        steps.append(time.perf_counter() - start)
-    return batch / min(steps)
+    warmup = getattr(args, "warmup", None) or (3 if args.compile else 2)
+    return batch / fastest_step(step, device, seconds=args.seconds, warmup=warmup,
+                                min_steps=getattr(args, "min_steps", None) or 3)
 
 
 def tksa_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -23,67 +23,60 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "cohorts" / "demo"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    DEMO,
+    demo_photos,
+    model_only_rate,
+    quiet,
+    save_model,
+    screen_cohort,
+    warm_face_cache,
+)
+
 TINY = {"input_size": 64, "dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1], "heads": [1, 2, 2, 4],
         "ssam_heads": 2, "kan_hidden": [8], "facenet_size": 80}
 
 
-def cached_faces(n: int, cache: Path) -> list[str]:
+def cached_faces(n: int, cache: Path, sources: int = 64, workers: int = 1) -> list[str]:
     """Face-cache paths of real demo photos (standardised once), repeated to n."""
-    import polars as pl
-
-    from f2b_study.faces.preprocess import preprocess_photos
-
-    photos = sorted(DEMO.glob("photos/*.jpg"))[:64]
-    frame = pl.DataFrame({"patient_id": [p.stem for p in photos], "photo": [p.name for p in photos],
-                          "path": [str(p) for p in photos]})
-    with tempfile.TemporaryDirectory() as out:
-        result = preprocess_photos(frame, out, cache_dir=cache, progress=False)
-    paths = result.frame.filter(pl.col("status") == "ok")["face_path"].to_list()
+    paths = warm_face_cache(demo_photos(sources), cache, workers=workers)
     return [paths[i % len(paths)] for i in range(n)]
 
 
-def throughput(args: argparse.Namespace) -> None:
-    from f2b_study.inference.engine import predict_paths, prepare_model
-    from f2b_study.models.registry import create_model, preprocessing
-    from f2b_study.training.data import load_faces, normalise
+def scoring_rates(arch: str, paths: list[str], *, size: int, device: torch.device, batch: int, workers: int,
+                  seconds: float, config: dict | None = None) -> tuple[float, float]:
+    """(model-only img/s on one batch in memory, img/s of the screening loop streaming the cached faces from disk:
+    decoding in DataLoader workers, normalising, the model, softmax) for one registry model."""
+    from f2b_study.models.registry import create_model
+    from f2b_study.models.runtime import InputTransform, predict_paths, prepare_model
 
+    with quiet():
+        model = prepare_model(create_model(arch, **{"input_size": size, **(config or {})}), device)
+    transform = InputTransform.of(model)
+    model_only = model_only_rate(model, transform.load(paths[:batch]), transform, device, batch=batch,
+                                 seconds=seconds)
+    list(predict_paths(model, paths[:batch], transform=transform, device=device, batch_size=batch,
+                       workers=workers))  # warm-up: workers, kernels
+    started = time.perf_counter()
+    n = sum(len(b) for b in predict_paths(model, paths, transform=transform, device=device, batch_size=batch,
+                                          workers=workers))
+    return model_only, n / (time.perf_counter() - started)
+
+
+def throughput(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as cache:
         paths = cached_faces(args.images, Path(cache))
-        rows = []
-        for arch in args.archs.split(","):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = prepare_model(create_model(arch, input_size=args.size), device)
-            pre = preprocessing(model)
-            faces = torch.from_numpy(load_faces(paths[: args.batch], args.size).transpose(0, 3, 1, 2).copy())
-            x = normalise(faces.to(device), pre["mean"], pre["std"])
-            autocast = device.type == "cuda"
-            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                model(x)  # warm-up
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                started = time.perf_counter()
-                for _ in range(max(1, args.images // args.batch)):
-                    torch.softmax(model(x).float(), 1).cpu()
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                model_only = max(1, args.images // args.batch) * args.batch / (time.perf_counter() - started)
-            list(predict_paths(model, paths[: args.batch], size=args.size, mean=pre["mean"], std=pre["std"],
-                               device=device, batch_size=args.batch, workers=args.workers))  # warm-up
-            started = time.perf_counter()
-            n = sum(len(b) for b in predict_paths(model, paths, size=args.size, mean=pre["mean"], std=pre["std"],
-                                                  device=device, batch_size=args.batch, workers=args.workers))
-            end_to_end = n / (time.perf_counter() - started)
-            rows.append((arch, model_only, end_to_end))
+        rows = [(arch, *scoring_rates(arch, paths, size=args.size, device=device, batch=args.batch,
+                                      workers=args.workers, seconds=2.0))
+                for arch in args.archs.split(",")]
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
     print(f"\n{args.images} cached faces at {args.size} px, batch {args.batch}, {args.workers} loader worker(s), "
           f"{name}")
@@ -96,22 +89,13 @@ def memory_child(n: int, work: Path) -> None:
     """One `screen` over n synthetic photos; prints JSON with its peak RSS."""
     import polars as pl
 
-    from f2b_study.inference.screen import screen
-    from f2b_study.models.checkpoint import save_checkpoint
-    from f2b_study.models.registry import create_model
-
     torch.set_num_threads(2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = create_model("face2bone", **TINY)
-    from f2b_study.faces.version import PIPELINE_VERSION
-
-    save_checkpoint(model, work / "model", preprocessing_version=PIPELINE_VERSION, seed=0)
+    save_model(work / "model", **TINY)
     started = time.perf_counter()
-    result = screen([work / f"cohort_{n}.toml"], model_path=work / "model", out=work / f"out_{n}",
-                    cache_dir=work / "cache", progress=False, workers=1)
+    summary = screen_cohort(work / f"cohort_{n}.toml", model=work / "model", out=work / f"out_{n}",
+                            cache=work / "cache", workers=1)
     seconds = time.perf_counter() - started
-    assert result.images.height == n and pl.read_csv(work / f"out_{n}" / "predictions.csv").height == n
+    assert summary["photos"] == n and pl.read_csv(work / f"out_{n}" / "predictions_images.csv").height == n
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"n": n, "seconds": seconds, "peak_rss_mb": peak_kb / 1024}))
 

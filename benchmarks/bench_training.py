@@ -21,24 +21,26 @@ import numpy as np
 import torch
 
 
-def run(arch: str, args: argparse.Namespace, faces: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    from f2b_study.models.registry import create_model, preprocessing
-    from f2b_study.training.augment import AugmentConfig
-    from f2b_study.training.loop import Trainer, TrainSettings
+def run(arch: str, args: argparse.Namespace, faces: np.ndarray, labels: np.ndarray,
+        config: dict | None = None) -> dict[str, float]:
+    """The real Trainer for args.epochs epochs on ``faces``; the last epoch's seconds and training img/s."""
+    from f2b_study.models.registry import create_model
+    from f2b_study.models.runtime import InputTransform
+    from f2b_study.training.loop import Trainer
+    from f2b_study.training.settings import TrainSettings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = create_model(arch, input_size=args.size)
-    pre = preprocessing(model)
+        model = create_model(arch, **{"input_size": args.size, **(config or {})})
     n = len(faces)
     val = np.arange(n) % 5 == 0
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch, device=args.device, workers=args.workers,
-                             compile=args.compile, augment=AugmentConfig(), patience=10_000)
+    settings = TrainSettings(arch=arch, epochs=args.epochs, batch_size=args.batch, workers=args.workers,
+                             compile=args.compile, patience=10_000)  # augment None: the paper's four
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(model, faces=faces, labels=labels, patients=[f"p{i}" for i in range(n)],
-                          train_index=np.flatnonzero(~val), val_index=np.flatnonzero(val), mean=pre["mean"],
-                          std=pre["std"], settings=settings, out=Path(out), save_best=lambda *_: None,
-                          progress=False)
+                          train_index=np.flatnonzero(~val), val_index=np.flatnonzero(val),
+                          transform=InputTransform.of(model), settings=settings, out=Path(out),
+                          save_best=lambda *_: None, device=args.device, progress=False)
         started = time.perf_counter()
         history = trainer.fit()
         total = time.perf_counter() - started

@@ -180,9 +180,10 @@ def test_facenet_sees_the_composite_unless_told_otherwise() -> None:
     original = region_shapley(model, x, masks, base, mean=MEAN, std=STD, output="logit", facenet_input="original")
     assert masked.facenet_input == "masked" and original.facenet_input == "original"
     assert seen == [64, 2]  # FaceNet ran on the 2 × 32 composites, then on the 2 unmasked faces only
-    from f2b_study.training.loop import compute_embeddings
+    from f2b_study.models.runtime import InputTransform, face_embeddings
 
-    embeddings = compute_embeddings(model, x, MEAN, STD, torch.device("cpu")).numpy()
+    transform = InputTransform(size, MEAN, STD)
+    embeddings = face_embeddings(model, x, transform=transform, device=torch.device("cpu")).numpy()
     given = region_shapley(model, x, masks, base, mean=MEAN, std=STD, output="logit", facenet_input="original",
                            embeddings=embeddings)
     assert np.allclose(given.values, original.values, atol=1e-6) and len(seen) == 3  # no FaceNet pass of its own
@@ -216,3 +217,62 @@ def test_blur_is_normalised_inside_the_face() -> None:
     textured[0, 3:17:2, 4:16] = 100
     blurred = blur_faces(textured, mask, sigma=3.0)
     assert blurred[mask].std() < textured[mask].std() / 3
+
+
+def every_composite_values(model: nn.Module, x: np.ndarray, masks: np.ndarray, base: np.ndarray,
+                           facenet_input: str) -> np.ndarray:
+    """The straightforward game: every image's 32 composites built in numpy and all run through the model (FaceNet
+    on the composite, or on the unmasked face for "original"); (N, 32, K) probabilities."""
+    out = []
+    for i in range(len(x)):
+        b = base[i] if base.ndim == 4 else base
+        images = []
+        for row in coalition_table(5):
+            image = x[i].astype(np.float32).copy()
+            for k in np.flatnonzero(~row):
+                image[masks[i, k]] = b[masks[i, k]]
+            images.append(image)
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0
+        batch = (batch - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+        with torch.inference_mode():
+            kwargs = {}
+            if facenet_input == "original":
+                kwargs["face_embedding"] = model.face_embedding(batch[-1:]).expand(32, -1)  # coalition 31 = the face
+            out.append(torch.softmax(model(batch, **kwargs), dim=1).numpy().astype(np.float64))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("facenet_input", ["masked", "original"])
+@pytest.mark.parametrize("shared_baseline", [True, False])
+def test_reusing_identical_composites_gives_the_values_of_running_every_composite(facenet_input: str,
+                                                                                   shared_baseline: bool) -> None:
+    from f2b_study.models.registry import create_model
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = create_model("face2bone", dims=(8, 8, 16, 16), depths=(1, 1, 1, 1), heads=(1, 1, 2, 2),
+                             ssam_heads=2, kan_hidden=(4,), input_size=SIZE * 2, facenet_size=80).eval()
+    with torch.no_grad():
+        model.ssam.key.weight.mul_(100)  # a sharp face key: FaceNet's input matters
+    size = SIZE * 2
+    masks = np.repeat(np.repeat(band_masks(5), 2, axis=2), 2, axis=3)
+    inside = masks.any(axis=1)
+    x = np.random.default_rng(5).integers(1, 256, (5, size, size, 3)).astype(np.uint8)
+    x[~inside] = 0  # standardised faces: black outside the regions, the same for every image
+    base = np.full((size, size, 3), 90.0, np.float32)
+    if not shared_baseline:
+        base = np.stack([base + 7 * i for i in range(5)])
+    own_base = base if base.ndim == 4 else np.broadcast_to(base, x.shape)
+    masks[1, 3] = False  # image 1: region 3 empty (e.g. not found): it changes nothing
+    x[2][masks[2, 0]] = own_base[2][masks[2, 0]]  # image 2: region 0 already looks like the baseline
+    ours = region_shapley(model, x, masks, base, mean=MEAN, std=STD, batch_size=64, facenet_input=facenet_input)
+    expected = every_composite_values(model, x, masks, base, facenet_input)
+    np.testing.assert_allclose(ours.coalition_values, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ours.values, shapley_from_values(expected), atol=1e-5, rtol=0)
+    assert np.all(ours.values[1, 3] == 0.0) and np.all(ours.values[2, 0] == 0.0)  # exactly: null players
+    # 32 composites per image, 16 for images 1 and 2; with a shared baseline and FaceNet on the composite, the
+    # empty coalition once for images 0, 2, 3, 4 (image 1 keeps its own pixels in its empty region 3)
+    shared_empty = shared_baseline and facenet_input == "masked"
+    assert ours.model_evaluations == 3 * 32 + 2 * 16 - (3 if shared_empty else 0)
+    assert ours.describe()["model_evaluations"] == ours.model_evaluations

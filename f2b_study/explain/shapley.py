@@ -22,6 +22,10 @@ CPU and is recorded in every output when chosen.
 
 Coalition s (0 ≤ s < 32) has region i present when bit i of s is set: s = 0 is the empty coalition (the
 baseline face), s = 31 the full image.
+
+Cost: the 32 composites of batch_size // 32 images go through the model together, and identical composites run
+once (see region_shapley). With FaceNet on the composite the work is FaceNet's (~90 % at the demo's sizes), and
+there is no exact shortcut: every coalition's composite is a different FaceNet input.
 """
 
 from __future__ import annotations
@@ -89,6 +93,8 @@ class RegionShapley:
 
     values (N, 5, K): φ of each region for each model output k; f_all (N, K) = v(all regions) = the model on the
     image itself; f_none (N, K) = v(∅) = the model on the baseline face; coalition_values (N, 32, K).
+    model_evaluations: composites the model actually ran on (N·32 less the identical ones reused, see
+    `unique_composites`).
     """
 
     values: np.ndarray
@@ -100,6 +106,7 @@ class RegionShapley:
     facenet_input: str
     seconds: float
     device: str
+    model_evaluations: int = -1
 
     @property
     def efficiency_gap(self) -> float:
@@ -113,7 +120,8 @@ class RegionShapley:
         return {"players": list(self.regions), "coalitions": 2 ** len(self.regions), "output": self.output,
                 "facenet_input": self.facenet_input, "n_images": n, "seconds": round(self.seconds, 3),
                 "images_per_second": round(n / self.seconds, 2) if self.seconds > 0 else None,
-                "device": self.device, "efficiency_max_abs_gap": self.efficiency_gap}
+                "device": self.device, "efficiency_max_abs_gap": self.efficiency_gap,
+                "model_evaluations": self.model_evaluations}
 
 
 def composites(images: torch.Tensor, baselines: torch.Tensor, masks: torch.Tensor,
@@ -143,6 +151,17 @@ def _to_chw(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(0, 3, 1, 2)
 
 
+def effective_coalitions(images: torch.Tensor, baselines: torch.Tensor, masks: torch.Tensor,
+                         present: torch.Tensor) -> torch.Tensor:
+    """(B, C) int64: for each image and coalition, the coalition restricted to the regions that change the image
+    (a region that is empty, or whose pixels all equal the baseline's, is the same present or absent), as its
+    coalition index (bit i = region i). Composites of one image with the same code are identical pixel for pixel,
+    and the code is itself a coalition whose composite is that image: the model runs once per code."""
+    changes = ((images != baselines).any(dim=1, keepdim=True) & masks).flatten(2).any(dim=-1)  # (B, R)
+    bits = 1 << torch.arange(present.shape[1], device=present.device)
+    return ((present[None] & changes[:, None]).long() * bits).sum(dim=-1)
+
+
 @torch.inference_mode()
 def region_shapley(model: torch.nn.Module, faces: np.ndarray, region_masks: np.ndarray, baseline: np.ndarray, *,
                    mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu",
@@ -153,8 +172,15 @@ def region_shapley(model: torch.nn.Module, faces: np.ndarray, region_masks: np.n
     faces (N, S, S, 3) uint8 at the model's input size; region_masks (N, 5, S, S) bool (disjoint, in REGIONS
     order); baseline (S, S, 3) (one face for all, e.g. the training mean) or (N, S, S, 3) (one per image, e.g. a
     blur), values in [0, 255]. output: "probability" (softmax) or "logit". batch_size: composites per forward
-    pass (32 per image). bf16 autocast applies on CUDA only. embeddings (N, 512): the unmasked faces' FaceNet
-    embeddings for facenet_input="original" when already computed."""
+    pass (the 32 coalitions of batch_size // 32 images together). bf16 autocast applies on CUDA only. embeddings
+    (N, 512): the unmasked faces' FaceNet embeddings for facenet_input="original" when already computed (else
+    one FaceNet pass per image serves its 32 composites).
+
+    Identical composites run once (`effective_coalitions`): within an image, coalitions that differ only in regions
+    that do not change the image; across images, the empty coalition when the composites are equal pixel for pixel
+    (a shared baseline over identical black backgrounds) and the model sees nothing else of the image (not with
+    facenet_input="original", where each image brings its own embedding). The values are those of evaluating every
+    composite (tests/test_explain_shapley.py); result.model_evaluations counts the passes."""
     from tqdm import tqdm
 
     if output not in OUTPUTS:
@@ -176,6 +202,8 @@ def region_shapley(model: torch.nn.Module, faces: np.ndarray, region_masks: np.n
     autocast = device.type == "cuda" and bf16
     original = facenet_input == "original" and has_facenet(model)
     shared_base = None if per_image else _normalise(_to_chw(baseline[None].astype(np.float32), device), mean, std)
+    empty: tuple[torch.Tensor, torch.Tensor] | None = None  # (composite, output) of an empty coalition, reusable
+    evaluations = 0
     values: list[np.ndarray] = []
     start = time.perf_counter()
     for first in tqdm(range(0, n, chunk), desc="region Shapley", unit="batch", disable=not progress, leave=False):
@@ -183,16 +211,42 @@ def region_shapley(model: torch.nn.Module, faces: np.ndarray, region_masks: np.n
         base = shared_base if shared_base is not None else _normalise(
             _to_chw(baseline[first:first + chunk].astype(np.float32), device), mean, std)
         masks = torch.from_numpy(region_masks[first:first + chunk]).to(device)
-        x = composites(images, base, masks, table).flatten(0, 1).contiguous(memory_format=torch.channels_last)
-        kwargs = {}
+        count = len(images)
+        x = composites(images, base, masks, table)  # (count, 32, 3, S, S)
+        codes = effective_coalitions(images, base, masks, table)  # (count, 32)
+        needed = torch.zeros(count, n_coalitions, dtype=torch.bool, device=device)
+        needed.scatter_(1, codes, True)  # coalition s runs for image i iff s is one of i's codes
+        reused = torch.zeros(count, dtype=torch.bool, device=device)
+        if not original and empty is not None:
+            for i in needed[:, 0].nonzero().flatten().tolist():
+                reused[i] = torch.equal(x[i, 0], empty[0])
+            needed[:, 0] &= ~reused
+        index = needed.flatten().nonzero().flatten()  # the composites to run, as (image · 32 + coalition)
+        evaluations += len(index)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            if original:
+            own = None
+            if original:  # one FaceNet embedding per image serves its 32 composites
                 own = (torch.as_tensor(embeddings[first:first + chunk], dtype=torch.float32, device=device)
                        if embeddings is not None else model.face_embedding(images))
-                kwargs["face_embedding"] = own.repeat_interleave(n_coalitions, dim=0)
-            logits = model(x, **kwargs).float()
-        result = torch.softmax(logits, dim=1) if output == "probability" else logits
-        values.append(result.reshape(len(images), n_coalitions, -1).cpu().numpy().astype(np.float64))
+            outputs = []
+            for part in index.split(batch_size):
+                batch = x.flatten(0, 1)[part].contiguous(memory_format=torch.channels_last)
+                kwargs = {} if own is None else {"face_embedding": own[part // n_coalitions]}
+                logits = model(batch, **kwargs).float()
+                outputs.append(torch.softmax(logits, dim=1) if output == "probability" else logits)
+        width = outputs[0].shape[1] if outputs else empty[1].shape[0]  # type: ignore[index]
+        results = torch.empty(count * n_coalitions, width, device=device)
+        if outputs:
+            results[index] = torch.cat(outputs)
+        results = results.view(count, n_coalitions, width)
+        if reused.any():
+            results[reused, 0] = empty[1]  # type: ignore[index]
+        if not original and empty is None and needed[:, 0].any():
+            i = int(needed[:, 0].nonzero()[0])
+            empty = (x[i, 0].clone(), results[i, 0].clone())
+        # every coalition takes the value of its code's composite
+        result = results.gather(1, codes.unsqueeze(-1).expand(-1, -1, results.shape[-1]))
+        values.append(result.cpu().numpy().astype(np.float64))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -202,4 +256,4 @@ def region_shapley(model: torch.nn.Module, faces: np.ndarray, region_masks: np.n
                          f_none=coalition_values[:, 0], coalition_values=coalition_values,
                          regions=names,
                          output=output, facenet_input=facenet_input if has_facenet(model) else "n/a (no FaceNet)",
-                         seconds=seconds, device=str(device))
+                         seconds=seconds, device=str(device), model_evaluations=evaluations)

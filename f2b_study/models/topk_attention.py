@@ -12,6 +12,8 @@ the sorted values (the four softmax denominators are the cumsum at k_i − 1), g
 Σ_i w_i·[r < k_i]/Z_i, and scatters exp(s_r − max)·coef_r back to the columns: one mixed attention matrix, one
 matmul with V. The same mathematics (tested against the four-mask reference), tie-safe (each mask keeps exactly
 k_i entries, as topk does), and gradients flow exactly as through the reference (through the gathered values).
+The map stays channels-last and the output projection is folded into the mixed attention matrix (see forward);
+tests/test_models_equality.py checks values and gradients against the textbook layout.
 """
 
 from __future__ import annotations
@@ -60,6 +62,21 @@ def mixed_topk_softmax(scores: torch.Tensor, ks: Sequence[int], weights: torch.T
     return torch.zeros_like(s).scatter(-1, index, exp_sorted * coefficients)
 
 
+def channel_gram(q: torch.Tensor, k: torch.Tensor, heads: int, *, per_image: bool) -> torch.Tensor:
+    """Per head, the (d × d) Gram matrix qᵀk over positions: q, k (B, n, heads·d) (strided views of the qkv map)
+    -> (B, heads, d, d).
+
+    per_image (the CPU's choice): one (heads, d, n) @ (heads, n, d) product per image straight from the strided
+    views, since a 4-D matmul would copy both operands to merge batch and heads and on the CPU the copies cost more
+    than this short loop. Otherwise one batched kernel (a loop of small launches would be launch-bound on a GPU)."""
+    b, n, c = q.shape
+    d = c // heads
+    if per_image:
+        return torch.stack([torch.bmm(q[i].view(n, heads, d).permute(1, 2, 0), k[i].view(n, heads, d).transpose(0, 1))
+                            for i in range(b)])
+    return torch.einsum("bnhi,bnhj->bhij", q.view(b, n, heads, d), k.view(b, n, heads, d))
+
+
 class TopKChannelAttention(nn.Module):
     """TKSA on a (B, C, H, W) map -> (B, C, H, W)."""
 
@@ -78,7 +95,8 @@ class TopKChannelAttention(nn.Module):
         self.register_buffer("masks", rank_masks(self.ks), persistent=False)
 
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q̂, k̂ (L2-normalised over space) and v, each (B, heads, c, H·W)."""
+        """q̂, k̂ (L2-normalised over space) and v, each (B, heads, c, H·W): the textbook layout (reference and
+        benchmarks; forward does not materialise these)."""
         b, c, h, w = x.shape
         q, k, v = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
         return F.normalize(q, dim=-1), F.normalize(k, dim=-1), v
@@ -87,8 +105,29 @@ class TopKChannelAttention(nn.Module):
         return (q @ k.transpose(-2, -1)) * self.temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Channels-last throughout (an NCHW input works, at the cost of copies): the qkv map is read as (B, H·W, 3C)
+        views, never transposed into the textbook (B, heads, c, H·W) layout.
+
+        - S = temperature · q̂ᵀk̂ per head = temperature · (qᵀk) / (‖q_i‖ ‖k_j‖): the Gram of the raw q, k divided by
+          the norms (F.normalize's eps clamp kept), instead of normalising the whole q and k maps.
+        - out = project_out(A·v) per position = v · blockdiag(Aᵀ) · Wᵀ: the (C × C) product blockdiag(Aᵀ)·Wᵀ is
+          formed per image (tiny), then one matmul over positions gives the projected output directly.
+        """
         b, c, h, w = x.shape
-        q, k, v = self.qkv_heads(x)
-        attention = mixed_topk_softmax(self.scores(q, k), self.ks, self.mix, self.masks).to(v.dtype)
-        out = (attention @ v).reshape(b, c, h, w)
-        return self.project_out(out)
+        heads, d = self.heads, c // self.heads
+        n = h * w
+        qkv = self.qkv_dwconv(self.qkv(x.contiguous(memory_format=torch.channels_last)))
+        tokens = qkv.permute(0, 2, 3, 1).reshape(b, n, 3 * c)  # a view for a channels-last map
+        q, k, v = tokens[..., :c], tokens[..., c:2 * c], tokens[..., 2 * c:]
+        gram = channel_gram(q, k, heads, per_image=x.device.type == "cpu")
+        norms = tokens[..., :2 * c].square().sum(1).sqrt().clamp_min(1e-12)  # F.normalize's eps
+        q_norm, k_norm = norms[:, :c].view(b, heads, d, 1), norms[:, c:].view(b, heads, 1, d)
+        scores = gram / (q_norm * k_norm) * self.temperature
+        attention = mixed_topk_softmax(scores, self.ks, self.mix, self.masks).to(v.dtype)  # (B, heads, d, d)
+        weight = self.project_out.weight.view(-1, heads, d)  # (C_out, heads, d)
+        # mixed[b, h·d + j, o] = Σ_i A[b, h, i, j] · W[o, h·d + i]
+        mixed = torch.einsum("bhij,ohi->bhjo", attention, weight.to(v.dtype)).reshape(b, c, -1)
+        out = torch.bmm(v, mixed)  # (B, n, C_out)
+        if self.project_out.bias is not None:
+            out = out + self.project_out.bias
+        return out.view(b, h, w, -1).permute(0, 3, 1, 2)
