@@ -184,7 +184,7 @@ def test_every_command_applies_the_same_qc_and_explain_settings(contract: dict[s
     study_explain = json.loads((root / "study" / "explain" / "explain.json").read_text())
     assert study_explain["settings"]["max_images"] == 4 and study_explain["settings"]["split"] == "all"
     html = (root / "study" / "report.html").read_text()
-    assert "|yaw| > 10°" in html and "8:2, stratified by bone status" in html and "seed 42" in html
+    assert "|yaw| &gt; 10°" in html and "8:2, stratified by bone status" in html and "seed 42" in html
     assert '"dims": [8, 16, 24, 32]' in html or "&#34;dims&#34;: [8, 16, 24, 32]" in html
     summary = json.loads((root / "study" / "study.json").read_text())
     assert summary["config"]["qc"]["max_yaw"] == {"value": 10.0, "from": "config"}

@@ -145,9 +145,10 @@ def test_craft_on_a_tiny_face2bone() -> None:
     assert table["craft_attribution_js_divergence"].is_between(0, 1).all()
     described = result.describe()
     assert described["classes"][0]["n_concepts"] == 3 and described["map_size"] == [2, 2]
-    from f2b_study.training.loop import compute_embeddings
+    from f2b_study.models.runtime import InputTransform, face_embeddings
 
-    embeddings = compute_embeddings(model, faces, MEAN, STD, torch.device("cpu")).numpy()
+    embeddings = face_embeddings(model, faces, transform=InputTransform(faces.shape[1], MEAN, STD),
+                                 device=torch.device("cpu")).numpy()
     again = run_craft(model, faces, masks, labels, CLASSES, mean=MEAN, std=STD,
                       config=CraftConfig(n_concepts=3, nb_design=16), face_embeddings=embeddings)
     assert np.allclose(again.classes[1].importance, result.classes[1].importance, atol=1e-5)

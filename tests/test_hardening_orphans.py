@@ -67,7 +67,8 @@ def photos(tmp_path_factory) -> Path:
 def test_killing_preprocess_leaves_nothing_running(photos: Path, tmp_path: Path, sig: int) -> None:
     out = tmp_path / "out"
     process = subprocess.Popen(
-        [sys.executable, "-m", "f2b_study", "preprocess", "--photos", str(photos), "--workers", "2", "--out", str(out)],
+        [sys.executable, "-m", "f2b_study", "preprocess", "--photos", str(photos), "--workers", "2", "--out", str(out),
+         "--cache", str(out / "cache")],
         cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # mid-run: both workers up and some faces already in the cache

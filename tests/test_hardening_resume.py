@@ -13,6 +13,7 @@ import torch
 
 from f2b_study.errors import InputError
 from f2b_study.models import create_model
+from f2b_study.models.runtime import InputTransform
 from f2b_study.training.loop import STATE_FILE, Trainer, TrainSettings
 
 torch.set_num_threads(1)
@@ -28,8 +29,9 @@ def _trainer(out: Path, arch: str = "resnet18") -> Trainer:
     labels = np.arange(12) % 3
     out.mkdir(parents=True, exist_ok=True)
     return Trainer(model, faces=faces, labels=labels, patients=[f"P{i}" for i in range(12)],
-                   train_index=np.arange(8), val_index=np.arange(8, 12), mean=[0.5] * 3, std=[0.25] * 3,
-                   settings=TrainSettings(epochs=2, batch_size=4, augment=None, device="cpu"), out=out,
+                   train_index=np.arange(8), val_index=np.arange(8, 12),
+                   transform=InputTransform(32, (0.5,) * 3, (0.25,) * 3),
+                   settings=TrainSettings(epochs=2, batch_size=4, augment=("none",)), device="cpu", out=out,
                    save_best=lambda model, info: None, progress=False)
 
 

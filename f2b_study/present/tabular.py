@@ -118,7 +118,7 @@ def from_dict(table: dict[str, Any], key: str) -> Table:
         columns.append(Column(str(header), INT if integral else NUMBER if numeric else TEXT))
     rows = [Row([Cell(value=r[j] if j < len(r) else None) for j in range(len(columns))]) for r in rows_raw]
     return Table(key=key, caption=str(table.get("caption", "")), columns=columns, rows=rows,
-                 notes=[str(n) for n in table.get("notes", [])])
+                 notes=[str(n) for n in table.get("notes", [])], id=table.get("id"))
 
 
 # -- display --------------------------------------------------------------------------------------------------------

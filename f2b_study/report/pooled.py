@@ -9,8 +9,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from f2b_study import CLASSES
 from f2b_study.present.format import number as fmt
 from f2b_study.present.format import p_value as fmt_p
@@ -216,41 +214,19 @@ def decision_section(pooled: Any) -> ReportSection:
         tables.append({"caption": f"Net benefit, decision: {DECISION_LABELS[decision]} (pooled counts)",
                        "columns": ["Threshold t", *[labels.get(m, m) for m in curves], "Refer all", "Refer none"],
                        "rows": rows})
-    return ReportSection(title="Decision curves (pooled)", figures=[decision_curves_svg(curves, labels)],
+    return ReportSection(title="Decision curves (pooled)", figures=[_decision_curves(curves, labels)],
                          html="<p>Net benefit = TP/n − FP/n · t/(1 − t), referring when the score is ≥ t, from the "
                               "counts summed over centres at every threshold 0.01 … 0.99 (exact). The clinical "
                               "model is evaluated on the patients with age, sex and BMI.</p>", tables=tables)
 
 
-def decision_curves_svg(curves: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
-                        labels: Mapping[str, str]) -> str:
-    from f2b_study.report.figures import COLOURS, _plt, clip_text, to_svg
+def _decision_curves(curves: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+                     labels: Mapping[str, str]) -> str:
+    """The pooled curves drawn like every report's decision curves (the index test first)."""
+    from f2b_study.report.clinical_figures import decision_curves_svg
 
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(DECISION_LABELS), figsize=(4.6 * len(DECISION_LABELS), 3.4), sharey=False)
-    for ax, decision in zip(np.atleast_1d(axes), DECISION_LABELS, strict=True):
-        top = 0.0
-        everyone = None
-        for (model, per_decision), colour in zip(curves.items(), COLOURS, strict=False):
-            points = per_decision[decision]
-            t = [p["threshold"] for p in points]
-            ax.plot(t, [p["net_benefit"] for p in points], color=colour, lw=1.4,
-                    label=clip_text(labels.get(model, model), 40))
-            top = max(top, max(p["net_benefit"] for p in points))
-            if model == "index_test":
-                everyone = (t, [p["net_benefit_all"] for p in points])
-        if everyone:
-            ax.plot(*everyone, color="#777777", lw=1.0, ls="--", label="refer all")
-            top = max(top, max(everyone[1]))
-        ax.axhline(0, color="#333333", lw=0.8, label="refer none")
-        ax.set_ylim(-0.05 * max(top, 0.05) - 0.01, max(top, 0.05) * 1.1)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("threshold probability t")
-        ax.set_title(clip_text(DECISION_LABELS[decision], 52), fontsize=9)
-        ax.legend(fontsize=6.5, frameon=False, loc="upper right")
-    np.atleast_1d(axes)[0].set_ylabel("net benefit")
-    fig.tight_layout()
-    return to_svg(fig, "dca")
+    return decision_curves_svg({labels.get(model, model): dict(per_decision) for model, per_decision in curves.items()},
+                               "dca-pooled")
 
 
 def _escape(text: str) -> str:
