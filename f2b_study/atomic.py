@@ -57,10 +57,11 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
                 raise InputError.at(target, show_value=False,
                                     expected=f"room to write the file ({error.strerror})") from None
             raise
-        # mkstemp makes the file owner-only; give it the permissions a plain open() would (umask applies)
-        umask = os.umask(0)
-        os.umask(umask)
-        if tmp.exists():
+        # mkstemp makes the file owner-only; give it the permissions a plain open() would (umask applies),
+        # except inside an owner-only folder (private outputs, the face cache): there the file stays owner-only
+        if tmp.exists() and not _owner_only(target.parent):
+            umask = os.umask(0)
+            os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         try:
             os.replace(tmp, target)
@@ -70,6 +71,17 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+def _owner_only(folder: Path) -> bool:
+    """Whether ``folder`` or a folder above it (up to 3 levels) grants nothing to group and others."""
+    for candidate in (folder, *list(folder.parents)[:3]):
+        try:
+            if candidate.exists() and not candidate.stat().st_mode & 0o077:
+                return True
+        except OSError:
+            return False
+    return False
 
 
 def write_text(target: str | Path, text: str) -> None:

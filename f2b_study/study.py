@@ -44,11 +44,24 @@ class StudyResult:
 
 def run_study(study: StudyConfig, out: Path, *, device: str = "auto", preprocess_workers: int = 1,
               cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> StudyResult:
-    """Run the chain on the study's centres and write everything under ``out`` (faces in ``cache_dir``, default
-    the tool's one face cache)."""
+    """Run the chain on the study's centres and write everything under ``out``: what may leave the site in
+    ``out/shareable``, per-patient files in ``out/private`` (faces stay in ``cache_dir``, default the tool's one
+    face cache). The folder is locked for the run."""
+    from f2b_study.runlock import run_lock
+
+    with run_lock(out, "study"):
+        return _run_study(study, out, device=device, preprocess_workers=preprocess_workers, cache_dir=cache_dir,
+                          progress=progress)
+
+
+def _run_study(study: StudyConfig, out: Path, *, device: str, preprocess_workers: int, cache_dir: Path | None,
+               progress: Callable[[str], None] | None) -> StudyResult:
     from f2b_study.faces.cache import default_cache_dir
+    from f2b_study.outputs import prepare_outputs
 
     cache_dir = cache_dir or default_cache_dir()
+    outputs = prepare_outputs(out)
+    shared, private = outputs.shareable, outputs.private
     step = progress or (lambda message: log.info(message))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -61,12 +74,11 @@ def run_study(study: StudyConfig, out: Path, *, device: str = "auto", preprocess
 
     step("labelling")
     cohort = build_cohort_photos(study.centres, target=study.train.target)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"labelled": out / "labelled.csv"}
+    files = {"labelled": private / "labelled.csv"}
     write_csv(cohort.rows, files["labelled"])
     eligible = cohort.rows.filter(pl.col("eligible"))
     table1s = _write_table1s(eligible, [(f"Table 1 by {by.replace('_', ' ')} (eligible patients)", by)
-                                        for by in ("bone_status", "sex")], out, files)
+                                        for by in ("bone_status", "sex")], shared, files)
     lap("label")
 
     step("faces and split")
@@ -78,10 +90,10 @@ def run_study(study: StudyConfig, out: Path, *, device: str = "auto", preprocess
     flow = data.flow
     from f2b_study.faces.figures import regions_figure
 
-    files["regions_figure"] = out / "regions.png"
+    files["regions_figure"] = shared / "regions.png"
     regions_figure(faces.ok()["face_path"].to_list(), files["regions_figure"],
                    title="Facial regions on the mean standardised face")
-    table1s += _write_table1s(data.patients, [("Table 1 by split (analysed patients)", "split")], out, files)
+    table1s += _write_table1s(data.patients, [("Table 1 by split (analysed patients)", "split")], shared, files)
     lap("faces")
 
     step("training")
@@ -89,11 +101,12 @@ def run_study(study: StudyConfig, out: Path, *, device: str = "auto", preprocess
     from f2b_study.report.training_curve import write_training_curve
     from f2b_study.training.run import train_one
 
-    run_dir = out / "model"
+    run_dir = private / "model"
     run = train_one(data, study.train, out=run_dir, device=device, resume=True, progress=progress is not None,
                     settings_record=study.describe(["train", "qc"]),
                     simulated_labels=study.report.simulated_labels)
-    write_training_curve(run_dir, f"{study.train.arch} · {data.target}")
+    files["training_curve"] = write_training_curve(run_dir, f"{study.train.arch} · {data.target}",
+                                                   shared / "training_curve.svg")
     checkpoint = resolve_checkpoint(run_dir)
     files["model"] = checkpoint.path
     lap("train")
@@ -101,15 +114,15 @@ def run_study(study: StudyConfig, out: Path, *, device: str = "auto", preprocess
     control = None
     if study.report.positive_control:
         step(f"pipeline check: the same model trained on {study.report.positive_control}")
-        control = _positive_control(cohort, study, out / "pipeline_check", device, cache_dir, preprocess_workers,
+        control = _positive_control(cohort, study, private / "pipeline_check", device, cache_dir, preprocess_workers,
                                     progress is not None)
         timings["pipeline_check"] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
     step("screening output of the validation split")
-    screened = _screen_validation(cohort, faces, data, run, checkpoint, out / "screen", study)
+    screened = _screen_validation(cohort, faces, data, run, checkpoint, private / "screen", shared, study)
     files["screening_report"] = screened.files["report"]
-    files["predictions"] = out / "predictions.csv"
+    files["predictions"] = private / "predictions.csv"
     predictions = evaluation_rows(screened.patients, data.patients)
     write_csv(predictions, files["predictions"])
     lap("screen")
@@ -118,7 +131,7 @@ def run_study(study: StudyConfig, out: Path, *, device: str = "auto", preprocess
     evaluation, multicentre = _evaluate(predictions, study)
     from f2b_study.stats.evaluation import to_document
 
-    files["evaluation"] = out / "evaluation.json"
+    files["evaluation"] = shared / "evaluation.json"
     write_text(files["evaluation"], dumps(to_document(evaluation)))
     lap("evaluate")
 
@@ -128,24 +141,26 @@ def run_study(study: StudyConfig, out: Path, *, device: str = "auto", preprocess
         from f2b_study.explain.run import run_explain
         from f2b_study.explain.section import explanation_sections
 
-        result, _ = run_explain(cohort, faces, checkpoint, out=out / "explain", settings=study.explain,
-                                device=device, progress=False)
-        files["explain"] = out / "explain"
+        result, _ = run_explain(cohort, faces, checkpoint, out=shared / "explain", private=private / "explain",
+                                settings=study.explain, device=device, progress=False)
+        files["explain"] = shared / "explain"
         sections = explanation_sections(result.document, result.figures)
         lap("explain")
 
     step("report")
-    files["report"] = out / "report.html"
+    files["report"] = shared / "report.html"
     _write_report(files["report"], study, cohort, data, run, checkpoint, evaluation, multicentre, flow, table1s,
                   sections)
     lap("report")
     from f2b_study.report.degenerate import assess
 
-    write_text(out / "study.json", dumps({"flow": flow.to_dict(), "timings_s": timings, "pipeline_check": control,
+    if study.report.include_faces:
+        files.update(_private_faces(faces, data, run, private))
+    write_text(shared / "study.json", dumps({"flow": flow.to_dict(), "timings_s": timings, "pipeline_check": control,
                                           "degenerate": assess(to_document(evaluation)).to_json(),
                                           "config": study.describe(),
                                           "config_sha256": study.digest(),
-                                          "files": {k: str(v) for k, v in files.items()}}))
+                                          "files": {k: str(v.relative_to(out)) for k, v in files.items()}}))
     return StudyResult(out=out, flow=flow, files=files, warnings=list(cohort.warnings), evaluation=evaluation,
                        timings=timings, pipeline_check=control)
 
@@ -172,7 +187,7 @@ def _positive_control(cohort: CohortPhotos, study: StudyConfig, out: Path, devic
 
 
 def _screen_validation(cohort: CohortPhotos, faces: FaceTable, data: Any, run: Any, checkpoint: Any, out: Path,
-                       study: StudyConfig) -> Any:
+                       shared: Path, study: StudyConfig) -> Any:
     """The screening outputs of the validation patients from the probabilities training computed once."""
     from f2b_study.inference.screen import screen
     from f2b_study.report.screening import write_screening_report
@@ -180,7 +195,7 @@ def _screen_validation(cohort: CohortPhotos, faces: FaceTable, data: Any, run: A
     validation_ids = data.patients.filter(pl.col("split") == "validation")["patient_id"]
     screened = screen(cohort, faces.subset(validation_ids), checkpoint, out=out,
                       probabilities=run.validation_images, patient_ids=validation_ids, thresholds=study.screening)
-    write_screening_report(screened, out, study.report.title)
+    write_screening_report(screened, shared, study.report.title)
     return screened
 
 
@@ -278,7 +293,8 @@ def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: 
         explanations=sections,
         simulated_labels=study.report.simulated_labels,
         include_faces=study.report.include_faces,
-        pseudonym_key=study_key(study.name, key_file=study.privacy.key_file, outputs=target.parent),
+        # the key stays outside the whole output folder (shareable/ and private/ alike)
+        pseudonym_key=study_key(study.name, key_file=study.privacy.key_file, outputs=target.parent.parent),
     )
     write_stard_report(report, target)
 
@@ -307,3 +323,18 @@ def _training_facts(study: StudyConfig, record: Any) -> dict[str, Any]:
         "best_epoch": None if record.best_epoch is None else record.best_epoch + 1,
         "class_imbalance": "none (unweighted cross-entropy, no resampling)",
     }
+
+
+def _private_faces(faces: FaceTable, data: Any, run: Any, private: Path) -> dict[str, Path]:
+    """--include-faces: identifiable faces for the study team, in the private outputs only: the QC review sheet of
+    every photo and a sheet of example validation faces per class with their predictions."""
+    from f2b_study.report.example_faces import write_example_faces
+    from f2b_study.report.qc_review import write_qc_review
+
+    paths = dict(zip(data.cohort.photos["photo"].to_list(), data.cohort.photos["path"].to_list(), strict=True))
+    files = {"qc_review": write_qc_review(faces.frame, paths, private)}
+    if run.validation_images is not None:
+        predicted = run.validation_images.join(data.images.select("patient_id", "photo", "face_path",
+                                                                  data.target), on=["patient_id", "photo"])
+        files["example_faces"] = write_example_faces(predicted, data.target, private / "example_faces.png")
+    return files

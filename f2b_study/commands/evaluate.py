@@ -22,12 +22,12 @@ def register(sub: Any) -> None:
         "model on age, sex and BMI fitted on the training split) where the covariates are there; decision curves, "
         "calibration intercept and slope, sensitivity/specificity/PPV/NPV with Wilson CIs, screening operating "
         "points, weighted kappa and tests of subgroup differences. Rows with "
-        "split = train are not evaluated; they fit the comparator. Writes OUT/evaluation.json, "
-        "OUT/comparators.json, OUT/decision_curves.svg, OUT/calibration_curves.svg and OUT/report.html "
-        "(STARD-style, what a predictions file can fill). With "
-        "--compare, also compares the models on the same patients: OUT/comparison.json, comparison.csv and "
+        "split = train are not evaluated; they fit the comparator. Writes, under OUT/shareable/ (aggregates and "
+        "pseudonyms only), evaluation.json, comparators.json, decision_curves.svg, calibration_curves.svg and "
+        "report.html (STARD-style, what a predictions file can fill, with tables.xlsx and figures). With "
+        "--compare, also compares the models on the same patients: comparison.json, comparison.csv and "
         "comparison.svg (paired DeLong tests per class and macro, difference in net benefit).",
-        examples="  f2b-study evaluate reports/demo/predictions.csv --out reports/demo\n"
+        examples="  f2b-study evaluate reports/demo/private/predictions.csv --out reports/demo-evaluation\n"
         "  f2b-study evaluate predictions.csv --out reports/a --json --by sex,age_band\n"
         "  f2b-study evaluate test_predictions.csv --out reports/b --train train_covariates.csv\n"
         "  f2b-study evaluate runs/resnet34/val_predictions.csv --compare runs/vit/val_predictions.csv --out cmp\n"
@@ -92,8 +92,13 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError.at(args.predictions, column=column, show_value=False,
                                     expected=f"a '{column}' column for --by (or age_band from age_years)")
 
-    with tqdm(desc="evaluate", unit="step", file=sys.stderr, leave=False,
-              disable=not sys.stderr.isatty()) as bar:
+    from f2b_study.outputs import prepare_outputs
+    from f2b_study.runlock import run_lock
+
+    with run_lock(args.out, "evaluate"), tqdm(desc="evaluate", unit="step", file=sys.stderr, leave=False,
+                                               disable=not sys.stderr.isatty()) as bar:
+        shared = prepare_outputs(args.out).shareable  # aggregates and pseudonyms only
+
         def step(message: str) -> None:
             bar.set_postfix_str(message)
             bar.update(1)
@@ -101,27 +106,26 @@ def run(args: argparse.Namespace) -> int:
         full = evaluate_predictions(ps, by=by, replicates=replicates, seed=seed, prespecified=prespecified,
                                     progress=step)
         document = to_document(full)
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_text(args.out / "evaluation.json", _dumps(document))
-        write_text(args.out / "comparators.json", _dumps(comparators_document(full)))
+        write_text(shared / "evaluation.json", _dumps(document))
+        write_text(shared / "comparators.json", _dumps(comparators_document(full)))
         step("figures")
-        write_clinical_figures(args.out, full, document)
+        write_clinical_figures(shared, full, document)
         comparison = None
         if others:
             step("model comparison")
-            comparison = write_comparison(args.out, [args.predictions, *args.compare], [ps, *others], replicates,
+            comparison = write_comparison(shared, [args.predictions, *args.compare], [ps, *others], replicates,
                                           seed)
         if not args.no_report:
             step("report")
             from f2b_study.report.stard import write_stard_report
 
-            write_stard_report(build_report(args, study, ps, full), args.out / "report.html")
+            write_stard_report(build_report(args, study, ps, full), shared / "report.html")
     if args.json:
         print_json(document)
     else:
-        print(summary(document, args.out, not args.no_report))
+        print(summary(document, shared, not args.no_report))
         if comparison:
-            print(comparison_summary(comparison, args.out))
+            print(comparison_summary(comparison, shared))
     return 0
 
 

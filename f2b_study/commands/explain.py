@@ -15,9 +15,10 @@ def register(sub: Any) -> None:
         description="Explain a trained model on a cohort's faces (DESIGN §12; the paper's SHAP and CRAFT analyses). "
         "Region Shapley: the five facial regions are the players, an absent region is replaced by the training "
         "split's mean face (or a blur), and all 32 coalitions of every face are evaluated, so the values are exact. "
-        "Writes region_shapley.csv (one row per photo), table6.csv (mean ± SD per region per class, by sex), "
-        "table7.csv (intra-/inter-class cosine similarity, Welch t-test), table8.csv (Jensen–Shannon divergence "
-        "of CRAFT maps, base 2), SVG figures drawn on a mean face only, and explain.json. Faces default to the "
+        "Writes OUT/private/region_shapley.csv (one row per photo) and, under OUT/shareable/, table6.csv (mean ± "
+        "SD per region per class, by sex), table7.csv (intra-/inter-class cosine similarity, Welch t-test), "
+        "table8.csv (Jensen–Shannon divergence of CRAFT maps, base 2), figures drawn on a mean face only (SVG and "
+        "PNG) and explain.json. The config's [explain] sets the defaults of the flags. Faces default to the "
         "run's validation patients (and any patient the run never saw).",
         examples="  f2b-study explain cohorts/demo.toml --model runs/demo --out reports/demo/explain\n"
         "  f2b-study explain dxa.csv --photos photos/ --model runs/centre_a --out reports/a/explain --json\n"
@@ -72,8 +73,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"f2b-study explain: using {checkpoint.path} ({how})", file=sys.stderr)
     cohort = build_cohort_photos(study.centres, photos=args.photos, target="bone_status")
     faces = standardise(cohort.photos_of(cohort.patients["patient_id"]), qc=study.qc, cache_dir=cache_folder(args))
-    result, files = run_explain(cohort, faces, checkpoint, out=args.out, settings=study.explain, device=args.device,
-                                progress=sys.stderr.isatty())
+    from f2b_study.outputs import prepare_outputs
+    from f2b_study.runlock import run_lock
+
+    with run_lock(args.out, "explain"):
+        outputs = prepare_outputs(args.out)
+        result, files = run_explain(cohort, faces, checkpoint, out=outputs.shareable, private=outputs.private,
+                                    settings=study.explain, device=args.device, progress=sys.stderr.isatty())
     doc = result.document
     if args.json:
         print_json({key: doc[key] for key in ("model", "settings", "baseline", "n_images", "n_patients",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ def register(sub: Any) -> None:
         examples="  f2b-study label cohorts/demo.toml\n"
         "  f2b-study label dxa_export.xlsx --out reports/centre_a/labelled.csv --json\n")
     parser.add_argument("cohort", help="cohort table (.csv/.xlsx) or cohort config (.toml)")
-    parser.add_argument("--out", type=Path, help="labelled CSV to write (default reports/<cohort>/labelled.csv)")
+    parser.add_argument("--out", type=Path, help="labelled CSV to write, owner-only (default "
+                        "reports/<cohort>/private/labelled.csv)")
     parser.add_argument("--json", action="store_true", help="print counts by status and reason as JSON")
     parser.set_defaults(func=run)
 
@@ -32,15 +34,22 @@ def run(args: argparse.Namespace) -> int:
     from f2b_study.cohort.scan import csv_errors
     from f2b_study.cohort.schema import ROW, scan_cohort
     from f2b_study.config import load_study
+    from f2b_study.tables import neutralise_formulas
 
     centre = load_study([args.cohort]).centres[0]  # the whole config is checked, not only [columns] and [rules]
     cohort = scan_cohort(centre)  # every check has run; nothing is written before this line
     labelled = label_frame(cohort.frame, cohort.config.rules)
-    out = args.out or Path("reports") / cohort.name / "labelled.csv"
+    if args.out is None:  # one row per patient: the private outputs (0700)
+        from f2b_study.outputs import prepare_outputs
+
+        out = prepare_outputs(Path("reports") / cohort.name).private / "labelled.csv"
+    else:
+        out = args.out
+    rows = neutralise_formulas(labelled.drop(ROW))  # an ID like =HYPERLINK(...) must not run in a spreadsheet
     with csv_errors(cohort.config.table), atomic_path(out, suffix=".csv") as tmp:
         # one streaming pass writes the rows and counts them
-        _, counts = pl.collect_all([labelled.drop(ROW).sink_csv(tmp, lazy=True), status_counts(labelled)],
-                                   engine="streaming")
+        _, counts = pl.collect_all([rows.sink_csv(tmp, lazy=True), status_counts(labelled)], engine="streaming")
+        os.chmod(tmp, 0o600)  # patient-level rows: owner-only wherever they are written
     summary = summarise(counts)
     summary.update(input=str(cohort.config.table), output=str(out), warnings=cohort.warnings)
     for message in cohort.warnings:

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
         "low_confidence, face_too_small, extreme_pose, and the protocol checks (blurred, exposure, sunglasses, "
         "eyeglasses, forehead covered, eyes closed, expression, busy background, another face), which flag the "
         "photo unless the config's [qc] exclude list names them (default: blurred, sunglasses). Writes "
-        "OUT/preprocess.csv, one row per photo; "
+        "OUT/private/preprocess.csv, one row per photo (and OUT/shareable/preprocess_summary.json, the counts); "
         "faces stay in the face cache (.f2b-cache/faces, the one every command uses). Reruns reuse the cache: "
         "only new or changed photos are "
         "processed, and an interrupted run continues where it stopped. Without a cohort, every image in "
@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     from f2b_study.errors import InputError
     from f2b_study.faces.preprocess import photos_from_folder
     from f2b_study.faces.qc import QCThresholds
-    from f2b_study.faces.table import standardise
 
     if args.workers < 0:
         raise InputError.at("--workers", value=args.workers, expected="a number of worker processes >= 1")
@@ -73,21 +72,41 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or Path("reports") / Path(os.path.realpath(args.photos)).name
     if photos.height == 0:
         warn("preprocess", "no photos to process (see preprocess_log.txt)")
-    faces = standardise(photos, qc=qc, cache_dir=cache_folder(args), workers=workers)
-    csv_path = faces.write_csv(out / "preprocess.csv")
-    write_text(out / "preprocess_log.txt", "".join(f"{line}\n" for line in log_lines))
-    summary = faces.summary()
-    summary.update(output=str(csv_path), join=join_counts, workers=workers, log=str(out / "preprocess_log.txt"))
-    if args.review:
-        from f2b_study.report.qc_review import write_qc_review
+    from f2b_study.jsonutil import dumps
+    from f2b_study.outputs import prepare_outputs
+    from f2b_study.runlock import run_lock
 
-        paths = dict(zip(photos["photo"].to_list(), photos["path"].to_list(), strict=True))
-        summary["review"] = str(write_qc_review(faces.frame, paths, out))
+    with run_lock(out, "preprocess"):
+        outputs = prepare_outputs(out)
+        summary = _standardise(args, photos, qc, workers, log_lines, join_counts, outputs)
+        write_text(outputs.shareable / "preprocess_summary.json", dumps(
+            {k: v for k, v in summary.items() if k not in ("output", "log", "review")}))
     if args.json:
         print_json(summary)
     else:
         print(format_summary(summary))
     return 0
+
+
+def _standardise(args: argparse.Namespace, photos: Any, qc: Any, workers: int, log_lines: list[str],
+                 join_counts: dict[str, int], outputs: Any) -> dict[str, Any]:
+    """Every photo through the face cache and QC; the per-photo table, the join log and the review sheet go to
+    the private outputs (they name photo files, and the sheet shows faces)."""
+    from f2b_study.atomic import write_text
+    from f2b_study.faces.table import standardise
+
+    private = outputs.private
+    faces = standardise(photos, qc=qc, cache_dir=cache_folder(args), workers=workers)
+    csv_path = faces.write_csv(private / "preprocess.csv")
+    write_text(private / "preprocess_log.txt", "".join(f"{line}\n" for line in log_lines))
+    summary = faces.summary()
+    summary.update(output=str(csv_path), join=join_counts, workers=workers, log=str(private / "preprocess_log.txt"))
+    if args.review:
+        from f2b_study.report.qc_review import write_qc_review
+
+        paths = dict(zip(photos["photo"].to_list(), photos["path"].to_list(), strict=True))
+        summary["review"] = str(write_qc_review(faces.frame, paths, private))
+    return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -13,11 +13,13 @@ from f2b_study.commands._common import add_command, cache_folder, load_study_arg
 def register(sub: Any) -> None:
     parser = add_command(
         sub, "screen", help="screen a cohort with a trained model: per photo and per patient predictions",
-        description="Standardise every photo (through the cache), run the model in batches (GPU with bf16 when "
-        "present) and write predictions_images.csv (one row per photo), predictions.csv (one row per patient: "
-        "mean of the patient's image probabilities, predicted class, the paper's pathway; bone_status carried "
-        "through when the cohort has DXA, so `evaluate` reads it directly) and screening_report.html. An "
-        "interrupted run continues where it stopped when rerun.",
+        description="Standardise every photo (through the cache, with the config's [qc]), run the model in "
+        "batches (GPU with bf16 when present) and write, under OUT/private/, predictions_images.csv (one row per "
+        "photo), predictions.csv (one row per patient: mean of the patient's image probabilities, predicted class, "
+        "the paper's pathway, by [screening]'s pre-specified thresholds when given; bone_status carried through "
+        "when the cohort has DXA, so `evaluate` reads it directly), preprocess.csv and screen.log, and under "
+        "OUT/shareable/ the screening report (aggregates only). An interrupted run continues where it stopped "
+        "when rerun.",
         examples="  f2b-study screen cohort.csv                      # photos beside the CSV, newest run in runs/\n"
         "  f2b-study screen cohorts/centre_a.toml --model runs/demo --out reports/centre-a\n"
         "  f2b-study screen cohort.csv --photos photos/ --model runs/demo/best --parquet --json\n"
@@ -68,10 +70,8 @@ def resolve_model(model: str | None, study: Any) -> tuple[Any, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from f2b_study.cohort.cohort_photos import build_cohort_photos
-    from f2b_study.faces.table import standardise
-    from f2b_study.inference.screen import check_checkpoint, ray_faces_and_scores, screen
-    from f2b_study.report.screening import write_screening_report
+    from f2b_study.inference.screen import check_checkpoint
+    from f2b_study.runlock import run_lock
 
     study = load_study_args(args.cohort, args, FLAGS)
     checkpoint, how = resolve_model(args.model, study)
@@ -83,21 +83,33 @@ def run(args: argparse.Namespace) -> int:
 
         import_ray()  # a missing extra fails before any work
     out = args.out or Path("reports") / study.name
+    with run_lock(out, "screen"):
+        return _screen(args, study, checkpoint, out)
+
+
+def _screen(args: argparse.Namespace, study: Any, checkpoint: Any, out: Path) -> int:
+    from f2b_study.cohort.cohort_photos import build_cohort_photos
+    from f2b_study.faces.table import standardise
+    from f2b_study.inference.screen import ray_faces_and_scores, screen
+    from f2b_study.outputs import prepare_outputs
+    from f2b_study.report.screening import write_screening_report
+
+    outputs = prepare_outputs(out)
     cohort = build_cohort_photos(study.centres, photos=args.photos, target=None, require_dxa=False)
     cache = cache_folder(args)
     settings = study.screening
     if args.engine == "ray":
         faces, probabilities = ray_faces_and_scores(
-            cohort, qc=study.qc, checkpoint=checkpoint, out=out, cache_dir=cache, device=args.device,
+            cohort, qc=study.qc, checkpoint=checkpoint, out=outputs.private, cache_dir=cache, device=args.device,
             batch_size=settings.batch_size, workers=args.workers, bf16=settings.bf16, address=args.ray_address,
             progress=None)
     else:
         faces = standardise(cohort.photos, qc=study.qc, cache_dir=cache, workers=args.preprocess_workers)
         probabilities = None
-    result = screen(cohort, faces, checkpoint, out=out, device=args.device, batch_size=settings.batch_size,
-                    workers=args.workers, bf16=settings.bf16, parquet=args.parquet, probabilities=probabilities,
-                    thresholds=settings)
-    write_screening_report(result, out, study.report.title)
+    result = screen(cohort, faces, checkpoint, out=outputs.private, device=args.device,
+                    batch_size=settings.batch_size, workers=args.workers, bf16=settings.bf16, parquet=args.parquet,
+                    probabilities=probabilities, thresholds=settings)
+    write_screening_report(result, outputs.shareable, study.report.title)
     if args.json:
         print_json({**result.summary, "files": {k: str(v) for k, v in result.files.items()}})
         return 0

@@ -194,9 +194,13 @@ def run(args: argparse.Namespace) -> int:
     checkpoint, how = resolve_model(args.model, study)
     if how != "--model":
         print(f"f2b-study site-summary: using {checkpoint.path} ({how})", file=sys.stderr)
+    from f2b_study.outputs import owner_only
+    from f2b_study.runlock import run_lock
+
     work = args.work or Path("reports") / study.name / "site-summary"
-    result = run_site(study, checkpoint, work=work, device=args.device, cache_dir=cache_folder(args),
-                      workers=args.preprocess_workers)
+    with run_lock(owner_only(work), "site-summary"):  # patient-level files: private, one run at a time
+        result = run_site(study, checkpoint, work=work, device=args.device, cache_dir=cache_folder(args),
+                          workers=args.preprocess_workers)
     write_summary(result.summary, args.out)
     privacy = result.summary["privacy"]
     overall = result.summary["index_test"]["evaluation"]["overall"]

@@ -97,15 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, context: Any) -> int:
-    import dataclasses
-
-    from f2b_study.cohort.cohort_photos import build_cohort_photos
     from f2b_study.errors import InputError
-    from f2b_study.faces.table import standardise
     from f2b_study.models.registry import get_spec
-    from f2b_study.report.model_comparison import write_comparison
-    from f2b_study.report.training_curve import write_training_curve
-    from f2b_study.training.run import preflight, train_one, training_data
+    from f2b_study.training.run import preflight
 
     study = load_study_args(args.cohort, args, FLAGS)
     settings = study.train
@@ -121,9 +115,29 @@ def _run(args: argparse.Namespace, context: Any) -> int:
     def claim() -> None:
         for arch in archs:
             preflight(args.out if len(archs) == 1 else args.out / arch, resume=args.resume, overwrite=args.overwrite)
-        args.out.mkdir(parents=True, exist_ok=True)
+        owner_only(args.out)  # a run folder holds patient IDs (split.csv) and photo names: private
 
-    context.main_first(claim, others=lambda: None)
+    import contextlib
+
+    from f2b_study.outputs import owner_only
+    from f2b_study.runlock import run_lock
+
+    with contextlib.ExitStack() as stack:
+        if context.is_main:  # rank 0 writes the folder, so it alone holds its lock
+            stack.enter_context(run_lock(args.out, "train"))
+        context.main_first(claim, others=lambda: None)
+        return _train(args, context, study, settings, archs, cache)
+
+
+def _train(args: argparse.Namespace, context: Any, study: Any, settings: Any, archs: list[str], cache: Any) -> int:
+    import dataclasses
+
+    from f2b_study.cohort.cohort_photos import build_cohort_photos
+    from f2b_study.faces.table import standardise
+    from f2b_study.report.model_comparison import write_comparison
+    from f2b_study.report.training_curve import write_training_curve
+    from f2b_study.training.run import train_one, training_data
+
     cohort = build_cohort_photos(study.centres, photos=args.photos, target=settings.target)
     wanted = cohort.photos_of(cohort.patients["patient_id"])
 
@@ -145,12 +159,13 @@ def _run(args: argparse.Namespace, context: Any) -> int:
         runs[arch] = train_one(data, arch_settings, out=out, device=args.device, resume=args.resume,
                                overwrite=args.overwrite, settings_record=record,
                                simulated_labels=study.report.simulated_labels)
-        if context.is_main:
+        if context.is_main:  # what may leave the site: the curve and the validation figures (no patient rows)
             write_training_curve(out, f"{arch} · {data.target}")
+            copy_text(out / "evaluation.json", out / "shareable" / "evaluation.json")
     if not context.is_main:
         return 0
     if len(archs) > 1:
-        write_comparison(args.out, {arch: args.out / arch for arch in archs})
+        write_comparison(args.out / "shareable", {arch: args.out / arch for arch in archs})
     for message in cohort.warnings:
         print(f"f2b-study train: warning: {message}")
     first = runs[archs[0]].record
@@ -166,6 +181,12 @@ def _run(args: argparse.Namespace, context: Any) -> int:
           f"validation patients (left out: {_counts(data.excluded)})")
     print(format_runs(runs))
     return 0
+
+
+def copy_text(source: Any, target: Any) -> None:
+    from f2b_study.atomic import write_text
+
+    write_text(target, source.read_text(encoding="utf-8"))
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -324,16 +324,17 @@ def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings:
                          table8=table8, figures=figures)
 
 
-def write_outputs(result: ExplainResult, out: Path) -> dict[str, Path]:
-    """CSV tables, SVG figures and explain.json under `out` (atomically)."""
+def write_outputs(result: ExplainResult, out: Path, private: Path | None = None) -> dict[str, Path]:
+    """Tables 6-8, figures (SVG and PNG, mean face only) and explain.json under ``out``; region_shapley.csv (one
+    row per photo, with patient IDs) under ``private`` (default ``out``)."""
     from f2b_study.atomic import write_bytes, write_text
     from f2b_study.jsonutil import dumps
     from f2b_study.tables import write_csv
 
     out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    for name, frame in (("region_shapley", result.region_shapley), ("table6", result.table6),
-                        ("table7", result.table7), ("table8", result.table8)):
+    files: dict[str, Path] = {"region_shapley": (private or out) / "region_shapley.csv"}
+    write_csv(result.region_shapley, files["region_shapley"])
+    for name, frame in (("table6", result.table6), ("table7", result.table7), ("table8", result.table8)):
         files[name] = out / f"{name}.csv"
         write_csv(frame, files[name])
     for name, svg in result.figures.items():
@@ -344,14 +345,16 @@ def write_outputs(result: ExplainResult, out: Path) -> dict[str, Path]:
             files[f"figure_{name}_png"] = out / f"{name}.png"
             write_bytes(files[f"figure_{name}_png"], png)
     files["explain"] = out / "explain.json"
-    result.document["files"] = {k: v.name for k, v in files.items()}
+    result.document["files"] = {k: v.name for k, v in files.items() if k != "region_shapley"}
     write_text(files["explain"], dumps(result.document) + "\n")
     return files
 
 
 def run_explain(cohort: CohortPhotos, faces: FaceTable, checkpoint: Any, *, out: Path, settings: ExplainSettings,
-                device: str = "auto", progress: bool = True) -> tuple[ExplainResult, dict[str, Path]]:
-    """The stage: choose the faces, load the checkpoint's model, explain, write everything under ``out``."""
+                private: Path | None = None, device: str = "auto", progress: bool = True
+                ) -> tuple[ExplainResult, dict[str, Path]]:
+    """The stage: choose the faces, load the checkpoint's model, explain, write the aggregates under ``out`` and
+    the per-photo values under ``private``."""
     model = checkpoint.load("cpu")
     run_dir = checkpoint.run_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -364,5 +367,5 @@ def run_explain(cohort: CohortPhotos, faces: FaceTable, checkpoint: Any, *, out:
                      baseline_source=f"training split of {run_dir.name}" if run_dir else "", progress=progress)
     result.document["selection"] = info
     result.document["model"]["checkpoint"] = str(checkpoint.path)
-    files = write_outputs(result, out)
+    files = write_outputs(result, out, private)
     return result, files

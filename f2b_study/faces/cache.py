@@ -72,6 +72,10 @@ class FaceCache:
              face: bytes | None = None) -> dict[str, Any]:
         """Store one entry (``face``: `encode_face`'s bytes); returns the metadata as ``load`` would."""
         path = self.path(digest)
+        if not self.folder.exists():  # faces are health data: the cache is owner-only from the start
+            from f2b_study.outputs import owner_only
+
+            owner_only(self.folder)
         meta = {**meta, "version": PIPELINE_VERSION, "content_hash": digest}
         if face is not None:
             arrays = {**arrays, FACE_KEY: np.frombuffer(face, dtype=np.uint8)}

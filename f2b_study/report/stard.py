@@ -339,7 +339,7 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
     export_figures = dict(figures)
     sections = []
     for section in study.explanations:
-        hidden = section.contains_faces and not study.include_faces
+        hidden = section.contains_faces  # the report is shareable: faces go to the private outputs only
         names = list(section.figure_names) + [f"{_slug(section.title)}_{i + 1}"
                                               for i in range(len(section.figure_names), len(section.figures))]
         if not hidden:

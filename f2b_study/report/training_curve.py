@@ -9,8 +9,9 @@ from f2b_study.atomic import write_text
 from f2b_study.present.style import figure_style, new_figure, standalone_svg, to_svg
 
 
-def write_training_curve(run_dir: Path, title: str) -> Path:
-    """``run_dir/training_curve.svg`` from ``run_dir/metrics.json`` (the project's figure style)."""
+def write_training_curve(run_dir: Path, title: str, target: Path | None = None) -> Path:
+    """``target`` (default ``run_dir/shareable/training_curve.svg``) from ``run_dir/metrics.json`` (the project's
+    figure style)."""
     history = json.loads((run_dir / "metrics.json").read_text())
     epochs = [h["epoch"] + 1 for h in history]
     with figure_style():
@@ -27,6 +28,6 @@ def write_training_curve(run_dir: Path, title: str) -> Path:
         figure.suptitle(title)
         figure.tight_layout()
         svg = to_svg(figure, "training")
-    path = run_dir / "training_curve.svg"
+    path = target or run_dir / "shareable" / "training_curve.svg"
     write_text(path, standalone_svg(svg))
     return path

@@ -238,7 +238,8 @@ def preflight(out: Path, *, resume: bool, overwrite: bool) -> None:
             raise InputError.at(out, show_value=False,
                                 expected=f"a folder without a run (it holds a {previous.arch} run of "
                                 f"{previous.created}; --resume continues it, --overwrite replaces it)")
-    elif out.exists() and any(out.iterdir()) and not overwrite and not resume:
+    elif out.exists() and any(not p.name.startswith(".f2b.lock") for p in out.iterdir()) and not overwrite \
+            and not resume:
         raise InputError.at(out, show_value=False,
                             expected="an empty or new --out folder (this one holds other files; pass --overwrite "
                             "to use it anyway)")
