@@ -1,6 +1,6 @@
 """Benchmark: `evaluate` on 100,000 predictions with 2,000 patient-level bootstrap replicates (target ≤ 10 s on two
 cores, with the clinical-utility figures of issue 15: decision curves and flexible calibration curves) and the STARD
-report build (target ≤ 5 s), DESIGN §13. Prints one table; run on a quiet machine (on a shared one, compare the CPU
+report build (target ≤ 5 s), docs/methods.md. Prints one table; run on a quiet machine (on a shared one, compare the CPU
 seconds and the ratios within one run).
 
     .venv/bin/python benchmarks/bench_evaluate.py [--n 100000] [--replicates 2000]

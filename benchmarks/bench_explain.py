@@ -1,4 +1,4 @@
-"""Region Shapley throughput (DESIGN §12, §13): seconds for N images × 32 coalitions, both FaceNet modes, one run.
+"""Region Shapley throughput (docs/methods.md): seconds for N images × 32 coalitions, both FaceNet modes, one run.
 
 CPU (the demo's model: face2bone at 112 px, dims 24/48/96/192, depths 1/1/2/1, frozen FaceNet at 160 px):
     .venv/bin/python benchmarks/bench_explain.py --images 16

@@ -1,4 +1,4 @@
-"""Parameters, GMACs and throughput of every registry model, with the DESIGN §13 anchors measured in the same run.
+"""Parameters, GMACs and throughput of every registry model, with the documented anchors measured in the same run.
 
 CPU (default; small batch):
     .venv/bin/python benchmarks/bench_models.py
@@ -38,7 +38,7 @@ from _common import fastest_step, synchronize
 from f2b_study.models.flops import count_flops, count_parameters
 from f2b_study.models.registry import build_architecture, get_spec, list_models
 
-# DESIGN §13: H100, bf16, batch 256, img/s.
+# docs/methods.md, Performance: H100, bf16, batch 256, img/s.
 ANCHORS = {"resnet34": 24_500, "facenet@160": 21_400, "vgg16": 7_800, "vit_b_16": 6_400}
 TARGET = {"face2bone": 8_000}
 
@@ -311,7 +311,7 @@ def format_table(results: list[dict], cuda: bool) -> str:
             lines.append(f"this card runs the §13 anchors at {scale:.2f}x the reference H100 (geometric mean); "
                          f"face2bone scaled to the reference: {by_name['face2bone']['img_per_s'] / scale:,.0f} "
                          f"img/s (target {TARGET['face2bone']:,})")
-    lines.append("anchors (DESIGN §13, H100 bf16 batch 256): " +
+    lines.append("anchors (docs/methods.md, Performance, H100 bf16 batch 256): " +
                  ", ".join(f"{k} {v:,}" for k, v in ANCHORS.items()) + f"; target face2bone >= {TARGET['face2bone']:,}")
     return "\n".join(lines)
 

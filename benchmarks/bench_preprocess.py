@@ -1,4 +1,4 @@
-"""Face preprocessing throughput (DESIGN §13): a bare FaceLandmarker loop vs our pipeline on the same photos.
+"""Face preprocessing throughput (docs/methods.md): a bare FaceLandmarker loop vs our pipeline on the same photos.
 
     .venv/bin/python benchmarks/bench_preprocess.py [--photos DIR] [--limit N] [--workers 1 2 16] [--repeat R]
 

@@ -6,7 +6,7 @@
 
 throughput: images/s of the model alone on batches already in memory vs end to end from the face cache (the
 DataLoader decoding cached faces, normalising, the model, softmax), for the same model in one run; target ratio
-≥ 0.8. On a GPU host, `--device cuda --batch 256 --workers 15` (bf16, channels_last) and the DESIGN §13 anchors
+≥ 0.8. On a GPU host, `--device cuda --batch 256 --workers 15` (bf16, channels_last) and the documented anchors
 (resnet34, vgg16, vit_b_16) in the same run.
 memory: the whole `screen` (labels, photo join, preprocessing through a warm cache, chunked inference, tables,
 report) over synthetic cohorts of N photos (hard links to real demo photos, so their faces come from the cache),

@@ -10,7 +10,7 @@ Parts, in order (each in its own forked process with its own time budget, so one
 its error in its row and the others still run; rows are kept as they are measured):
   equality            CPU vs CUDA outputs (fp32 with TF32 off; bf16 autocast), the fast image branch against the
                       textbook reference on CUDA (values and gradients), checkpoint round trip
-  throughput-eager    every registry model, bf16, batch 256, channels_last, with the DESIGN §13 anchors (ResNet18/34,
+  throughput-eager    every registry model, bf16, batch 256, channels_last, with the documented anchors (ResNet18/34,
                       VGG16/19, ViT-B/16, FaceNet@160) and Face2Bone's two branches measured in the same run
   throughput-compile  the same under torch.compile (Face2Bone and the ResNet34 anchor first, then the others while
                       the budget lasts)

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-# Reference-standard classes in their fixed order (DESIGN §10): every probability column, confusion matrix and
+# Reference-standard classes in their fixed order (docs/methods.md): every probability column, confusion matrix and
 # table uses this order.
 CLASSES: tuple[str, ...] = ("normal", "osteopenia", "osteoporosis")
 

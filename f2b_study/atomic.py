@@ -74,14 +74,15 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
 
 
 def _owner_only(folder: Path) -> bool:
-    """Whether ``folder`` or a folder above it (up to 3 levels) grants nothing to group and others."""
-    for candidate in (folder, *list(folder.parents)[:3]):
+    """Whether ``folder`` is owner-only, or lies (up to 4 levels down) in an owner-only output folder named
+    "private" (f2b_study.outputs)."""
+    def closed(candidate: Path) -> bool:
         try:
-            if candidate.exists() and not candidate.stat().st_mode & 0o077:
-                return True
+            return candidate.is_dir() and not candidate.stat().st_mode & 0o077
         except OSError:
             return False
-    return False
+
+    return closed(folder) or any(p.name == "private" and closed(p) for p in list(folder.parents)[:4])
 
 
 def write_text(target: str | Path, text: str) -> None:

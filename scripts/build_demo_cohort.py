@@ -1,4 +1,4 @@
-"""Build the bundled demo cohort (DESIGN §14) from the shared public data.
+"""Build the bundled demo cohort (docs/methods.md, Demo cohort) from the shared public data.
 
 Faces: 454 official US Congress portraits (US government works; pseudonymised, with sex and age).
 DXA: NHANES 2007–2018 femur and spine scans (US public domain).

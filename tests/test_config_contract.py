@@ -167,7 +167,8 @@ def test_every_command_applies_the_same_qc_and_explain_settings(contract: dict[s
                          "--cache", cache, "--json")
     assert code == 0, err
     for folder in ("pre", "screen"):
-        again = pl.read_csv(root / folder / "preprocess.csv").select("photo", "status", "reason").sort("photo")
+        again = pl.read_csv(root / folder / "private" / "preprocess.csv").select("photo", "status", "reason")
+        again = again.sort("photo")
         assert again.equals(trained), folder  # the same photos excluded for the same reasons
     explained = json.loads(out)
     assert explained["settings"]["max_images"] == 4 and explained["n_images"] <= 4
@@ -177,14 +178,14 @@ def test_every_command_applies_the_same_qc_and_explain_settings(contract: dict[s
     # the whole chain: the same rules end to end, and the report says which
     code, _, err = cli("study", config, "--out", str(root / "study"), "--cache", cache)
     assert code == 0, err
-    study_qc = pl.read_csv(root / "study" / "model" / "preprocess.csv").select("photo", "status", "reason")
+    study_qc = pl.read_csv(root / "study" / "private" / "model" / "preprocess.csv").select("photo", "status", "reason")
     assert study_qc.sort("photo").equals(trained)
-    study_run = json.loads((root / "study" / "model" / "run.json").read_text())
+    study_run = json.loads((root / "study" / "private" / "model" / "run.json").read_text())
     assert study_run["request"]["settings"]["epochs"] == 2
-    study_explain = json.loads((root / "study" / "explain" / "explain.json").read_text())
+    study_explain = json.loads((root / "study" / "shareable" / "explain" / "explain.json").read_text())
     assert study_explain["settings"]["max_images"] == 4 and study_explain["settings"]["split"] == "all"
-    html = (root / "study" / "report.html").read_text()
+    html = (root / "study" / "shareable" / "report.html").read_text()
     assert "|yaw| &gt; 10°" in html and "8:2, stratified by bone status" in html and "seed 42" in html
     assert '"dims": [8, 16, 24, 32]' in html or "&#34;dims&#34;: [8, 16, 24, 32]" in html
-    summary = json.loads((root / "study" / "study.json").read_text())
+    summary = json.loads((root / "study" / "shareable" / "study.json").read_text())
     assert summary["config"]["qc"]["max_yaw"] == {"value": 10.0, "from": "config"}

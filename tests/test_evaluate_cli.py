@@ -81,11 +81,11 @@ def test_json_shape_exact_and_nan_free(evaluated, capsys):
         for sub in levels.values():
             assert set(sub) == {"n", "overall"} and set(sub["overall"]) == OVERALL
     # the file on disk is the same document; the report and the comparators are written beside it
-    assert no_nan((out / "r" / "evaluation.json").read_text()) == doc
-    assert (out / "r" / "report.html").exists()
+    assert no_nan((out / "r" / "shareable" / "evaluation.json").read_text()) == doc
+    assert (out / "r" / "shareable" / "report.html").exists()
     for figure in ("decision_curves.svg", "calibration_curves.svg"):
-        assert (out / "r" / figure).read_text().startswith("<svg")
-    comparators = no_nan((out / "r" / "comparators.json").read_text())
+        assert (out / "r" / "shareable" / figure).read_text().startswith("<svg")
+    comparators = no_nan((out / "r" / "shareable" / "comparators.json").read_text())
     assert set(comparators) == {"osta", "clinical_logit"}
     assert comparators["clinical_logit"]["evaluation"]["n"] == doc["n"]
     # issue 15's keys
@@ -160,11 +160,11 @@ def test_training_split_feeds_the_comparator_and_train_file(tmp_path, capsys):
     train.write_csv(tmp_path / "train.csv")
     assert main(["evaluate", str(tmp_path / "pred.csv"), "--out", str(tmp_path / "r"), "--bootstrap", "0",
                  "--no-report", "--by", ""]) == 0
-    without = no_nan((tmp_path / "r" / "comparators.json").read_text())
+    without = no_nan((tmp_path / "r" / "shareable" / "comparators.json").read_text())
     assert without["clinical_logit"]["evaluation"] is None and "no training rows" in without["clinical_logit"]["reason"]
     assert main(["evaluate", str(tmp_path / "pred.csv"), "--out", str(tmp_path / "r"), "--bootstrap", "0",
                  "--no-report", "--train", str(tmp_path / "train.csv")]) == 0
-    with_train = no_nan((tmp_path / "r" / "comparators.json").read_text())
+    with_train = no_nan((tmp_path / "r" / "shareable" / "comparators.json").read_text())
     assert with_train["clinical_logit"]["evaluation"]["n"] == evaluated_only.height
     assert with_train["osta"]["evaluation"]["per_class"]["osteopenia"]["auc"] is None
     capsys.readouterr()
@@ -188,7 +188,7 @@ def test_screen_rows_without_prediction_or_who_class_are_left_out_and_counted(tm
     note = doc["notes"]["n"]
     assert "no prediction (no usable photo (no_face)): 4" in note
     assert "not a WHO class (below expected range for age): 2" in note and "no reference-standard class: 1" in note
-    assert "Rows in the predictions file" in (tmp_path / "r" / "report.html").read_text()
+    assert "Rows in the predictions file" in (tmp_path / "r" / "shareable" / "report.html").read_text()
 
 
 def _bad(tmp_path, capsys, data, expect):
@@ -279,18 +279,18 @@ def test_compare_writes_table_json_and_figure(tmp_path, capsys):
                  "--no-report", "--by", ""]) == 0
     printed = capsys.readouterr().out
     assert "compared 2 models" in printed and "resnet34/val_predictions − vit/val_predictions" in printed
-    comparison = no_nan((out / "comparison.json").read_text())
+    comparison = no_nan((out / "shareable" / "comparison.json").read_text())
     assert comparison["reference"] == "resnet34/val_predictions"
     versus = comparison["versus"]["vit/val_predictions"]
     assert set(versus["delong_paired"]) == {*CLASSES, "macro"}
     assert versus["delong_paired"]["macro"]["p"] is not None
     nb = versus["net_benefit_difference"]["osteoporosis"]
     assert len(nb) == 99 and nb[4]["threshold"] == 0.05 and nb[4]["ci"] is not None and nb[5]["ci"] is None
-    table = pl.read_csv(out / "comparison.csv")
+    table = pl.read_csv(out / "shareable" / "comparison.csv")
     assert table["model"].to_list() == ["resnet34/val_predictions", "vit/val_predictions"]
     assert table["auc_macro_p_vs_reference"][0] is None and table["auc_macro_p_vs_reference"][1] is not None
     assert "net_benefit_difference_low_bone_mass_t0.30_ci_low" in table.columns
-    svg = (out / "comparison.svg").read_text()
+    svg = (out / "shareable" / "comparison.svg").read_text()
     assert svg.startswith("<svg") and "Net benefit" in svg
 
 
@@ -315,4 +315,4 @@ def test_compare_refuses_other_patients_or_classes_naming_the_file(tmp_path, cap
         assert len(err.splitlines()) == 1, err
         for part in expect:
             assert part in err, (name, err)
-    assert not (tmp_path / "o" / "evaluation.json").exists()  # refused before any work
+    assert not (tmp_path / "o" / "shareable" / "evaluation.json").exists()  # refused before any work

@@ -82,10 +82,10 @@ def test_explain_writes_tables_figures_and_the_baseline_it_used(study, capsys) -
     assert "mean of" in doc["baseline"]["description"]
     shap = doc["region_shapley"]
     assert shap["coalitions"] == 32 and shap["facenet_input"] == "masked" and shap["efficiency_max_abs_gap"] < 1e-9
-    for name in ("region_shapley.csv", "table6.csv", "table7.csv", "table8.csv", "explain.json",
+    for name in ("table6.csv", "table7.csv", "table8.csv", "explain.json",
                  "region_shapley.svg", "pixel_maps.svg", "craft_importance.svg", "craft_maps.svg"):
-        assert (out / name).is_file(), name
-    rows = pl.read_csv(out / "region_shapley.csv")
+        assert (out / "shareable" / name).is_file(), name
+    rows = pl.read_csv(out / "private" / "region_shapley.csv")  # one row per photo, with IDs: private
     assert rows.height == n_ok and set(rows["split"]) == {"train", "validation", "external"}
     assert {"patient_id", "photo", "sex", "bone_status", "predicted", "f_all_normal", "f_none_osteoporosis",
             "shap_periorbital_osteopenia", "shap_jawline_normal"} <= set(rows.columns)
@@ -97,10 +97,11 @@ def test_explain_writes_tables_figures_and_the_baseline_it_used(study, capsys) -
     assert [r["comparison"] for r in doc["table8"]] == ["normal–osteopenia", "normal–osteoporosis",
                                                         "osteopenia–osteoporosis"]
     assert doc["craft"]["adapter"].startswith("face2bone") and doc["craft"]["classes"][0]["n_concepts"] <= 3
-    saved = json.loads((out / "explain.json").read_text())
+    saved = json.loads((out / "shareable" / "explain.json").read_text())
     assert saved["baseline"] == doc["baseline"]
     assert saved["mean_face_shown"] == (n_ok >= 10)  # fewer faces: the maps are drawn on the outline only
-    assert "P0" not in (out / "explain.json").read_text()  # no patient ID outside region_shapley.csv
+    shared = "".join(p.read_text() for p in (out / "shareable").rglob("*") if p.suffix in (".json", ".csv"))
+    assert "P0" not in shared  # no patient ID outside the private region_shapley.csv
 
 
 def test_blur_baseline_unmasked_facenet_and_the_default_split_are_recorded(study, capsys) -> None:
@@ -109,10 +110,10 @@ def test_blur_baseline_unmasked_facenet_and_the_default_split_are_recorded(study
                    "--no-pixel-maps")
     assert doc["baseline"]["kind"] == "blur" and doc["baseline"]["sigma_px"] == 3.0  # 48 / 16
     assert doc["settings"]["facenet_input"] == "original" and doc["region_shapley"]["facenet_input"] == "original"
-    rows = pl.read_csv(out / "region_shapley.csv")
+    rows = pl.read_csv(out / "private" / "region_shapley.csv")
     assert set(rows["split"]) <= {"validation", "external"} and rows.height >= 3  # validation + never-seen patient
     assert set(rows["baseline"]) == {"blur"} and set(rows["facenet_input"]) == {"original"}
-    assert doc["craft"] is None and not (out / "craft_maps.svg").exists()
+    assert doc["craft"] is None and not (out / "shareable" / "craft_maps.svg").exists()
     capped = _explain(capsys, study, study["root"] / "capped", "--split", "all", "--max-images", "5", "--no-craft",
                       "--no-pixel-maps")
     assert capped["n_images"] == 5 and set(capped["patients_by_class"].values()) >= {1}
@@ -140,9 +141,9 @@ def test_report_sections_render_in_the_stard_report(study, capsys) -> None:
     from f2b_study.stats.predictions import predictions_from_frame
 
     out = study["root"] / "all"
-    if not (out / "explain.json").exists():
+    if not (out / "shareable" / "explain.json").exists():
         _explain(capsys, study, out, "--split", "all", "--n-concepts", "3")
-    sections = sections_from_folder(out)
+    sections = sections_from_folder(out / "shareable")
     assert [s.title for s in sections] == ["Explainability: facial regions (exact Shapley values)",
                                            "Explainability: concepts (CRAFT)"]
     assert not any(s.contains_faces for s in sections)

@@ -1,4 +1,4 @@
-"""Face standardisation on real photos (DESIGN §6): the paper's Fig. 1 face, QC reasons, eye line, pose signs."""
+"""Face standardisation on real photos (docs/methods.md): the paper's Fig. 1 face, QC reasons, eye line, pose signs."""
 
 from __future__ import annotations
 

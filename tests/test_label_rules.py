@@ -1,4 +1,4 @@
-"""DESIGN §4 labelling rules at every boundary."""
+"""docs/methods.md, Labelling labelling rules at every boundary."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The model contract, over every registry entry (DESIGN §7), plus the Face2Bone-specific interface."""
+"""The model contract, over every registry entry (docs/methods.md, Model), plus the Face2Bone-specific interface."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def test_default_face2bone_wires_up() -> None:
         model = create_model("face2bone")
     n_params = sum(p.numel() for p in model.parameters())
     n_facenet = sum(p.numel() for p in model.facenet.parameters())
-    assert 29.5e6 < n_params < 30.5e6 and 23.4e6 < n_facenet < 23.6e6  # DESIGN §13: 30.0M incl. FaceNet 23.5M
+    assert 29.5e6 < n_params < 30.5e6 and 23.4e6 < n_facenet < 23.6e6  # docs/methods.md: 30.0M incl. FaceNet 23.5M
     assert model.f2b_weights["facenet"]["source"] == "random-init"
     assert model.facenet_frozen and not any(p.requires_grad for p in model.facenet.parameters())
     model.eval()

@@ -1,4 +1,4 @@
-"""Photo join (DESIGN §5): column or folder discovery, several photos a patient, path safety, decoding."""
+"""Photo join (docs/methods.md, Photos): column or folder discovery, several photos a patient, path safety, decoding."""
 
 from __future__ import annotations
 

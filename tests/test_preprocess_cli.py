@@ -45,14 +45,14 @@ def test_cohort_run_rerun_and_a_changed_photo(tmp_path: Path, capsys) -> None:
     photos = _photo_folder(tmp_path / "photos")
     cohort = _cohort(tmp_path / "cohort.csv", [f"P{i:03d}" for i in range(1, 9)])
     out = tmp_path / "out"
-    args = (str(cohort), "--photos", str(photos), "--out", str(out), "--workers", "1")
+    args = (str(cohort), "--photos", str(photos), "--out", str(out), "--workers", "1", "--cache", str(tmp_path / "c"))
     first = _run(capsys, *args)
     assert first["photos"] == 7 and first["computed"] == 7 and first["from_cache"] == 0
     assert first["by_reason"].get("unreadable") == 1
     assert first["by_status"]["ok"] + first["by_status"]["excluded"] == 7
     assert first["join"]["patients_without_photos"] == 1
-    assert "P008" in (out / "preprocess_log.txt").read_text()
-    table = pl.read_csv(out / "preprocess.csv")
+    assert "P008" in (out / "private" / "preprocess_log.txt").read_text()
+    table = pl.read_csv(out / "private" / "preprocess.csv")
     assert table.height == 7 and table["photo"].n_unique() == 7
     assert {"photo", "patient_id", "status", "reason", "flags", "detection_score", "yaw", "pitch", "roll",
             "interocular_px", "face_path", "content_hash"} <= set(table.columns)
@@ -65,12 +65,12 @@ def test_cohort_run_rerun_and_a_changed_photo(tmp_path: Path, capsys) -> None:
     again = _run(capsys, *args)
     assert again["computed"] == 0 and again["from_cache"] == 7
     assert analyzer_calls() == calls, "no model work on a rerun"
-    assert pl.read_csv(out / "preprocess.csv").equals(table)
+    assert pl.read_csv(out / "private" / "preprocess.csv").equals(table)
 
     shutil.copy(sample_photos(40)[20], photos / "P002.jpg")
     changed = _run(capsys, *args)
     assert changed["computed"] == 1 and changed["from_cache"] == 6
-    after = pl.read_csv(out / "preprocess.csv")
+    after = pl.read_csv(out / "private" / "preprocess.csv")
     assert after.height == 7 and after["photo"].n_unique() == 7
     old = table.filter(pl.col("photo") == "P002.jpg")["content_hash"][0]
     assert after.filter(pl.col("photo") == "P002.jpg")["content_hash"][0] != old
@@ -134,11 +134,13 @@ def test_bad_qc_setting_and_missing_input_are_one_line_errors(tmp_path: Path, ca
 
 def test_a_folder_without_a_cohort(tmp_path: Path, capsys) -> None:
     photos = _photo_folder(tmp_path / "photos", n=2)
-    summary = _run(capsys, "--photos", str(photos), "--out", str(tmp_path / "out"), "--workers", "1")
+    summary = _run(capsys, "--photos", str(photos), "--out", str(tmp_path / "out"), "--workers", "1",
+                   "--cache", str(tmp_path / "c"))
     assert summary["photos"] == 3 and summary["by_reason"] == {"unreadable": 1}
-    table = pl.read_csv(tmp_path / "out" / "preprocess.csv")
+    table = pl.read_csv(tmp_path / "out" / "private" / "preprocess.csv")
     assert sorted(table["patient_id"]) == ["P001", "P002", "P003"]
-    assert main(["preprocess", "--photos", str(photos), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    assert main(["preprocess", "--photos", str(photos), "--out", str(tmp_path / "out"), "--workers", "1",
+                 "--cache", str(tmp_path / "c")]) == 0
     assert "3 from the cache" in capsys.readouterr().out
 
 
@@ -193,7 +195,7 @@ def test_ctrl_c_then_rerun(tmp_path: Path) -> None:
         shutil.copy(source, photos / source.name)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "f2b_study", "preprocess", "--photos", str(photos), "--out", str(out),
-               "--workers", "2"]
+               "--workers", "2", "--cache", str(out / "cache")]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(entries(out)) < 4 and time.monotonic() < deadline and process.poll() is None:
@@ -209,7 +211,7 @@ def test_ctrl_c_then_rerun(tmp_path: Path) -> None:
     rerun = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
     summary = json.loads(rerun.stdout)
     assert summary["from_cache"] == done and summary["computed"] == 40 - done
-    table = pl.read_csv(out / "preprocess.csv")
+    table = pl.read_csv(out / "private" / "preprocess.csv")
     assert table.height == 40 and table["photo"].n_unique() == 40
 
 
@@ -222,7 +224,7 @@ def test_review_sheet_renders_in_chromium_without_console_errors(tmp_path: Path,
     photos = _photo_folder(tmp_path / "photos", n=3)
     out = tmp_path / "out"
     summary = _run(capsys, "--photos", str(photos), "--out", str(out), "--workers", "1", "--review")
-    page = out / "qc_review.html"
+    page = out / "private" / "qc_review.html"
     assert summary["review"] == str(page) and page.is_file()
     text = page.read_text()
     assert "PRIVATE" in text and text.count('class="card ') >= 2  # the unreadable photo and a sample

@@ -1,4 +1,4 @@
-"""The five facial regions (DESIGN §6): disjoint, covering the face mask, anatomically ordered, any frame size."""
+"""The five facial regions (docs/methods.md): disjoint, covering the face mask, anatomically ordered, any frame size."""
 
 from __future__ import annotations
 

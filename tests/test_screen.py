@@ -154,7 +154,8 @@ def test_screen_as_typed_uses_defaults(trained: Path, mini_cohort: Path, face_ca
             code = main(["screen", "site/cohort.csv", "--cache", str(face_cache)])
         assert code == 0, err.getvalue()
         assert "runs/mine/best (the newest run in runs/)" in err.getvalue()
-        assert (work / "reports" / "cohort" / "predictions.csv").exists()
+        assert (work / "reports" / "cohort" / "private" / "predictions.csv").exists()
+        assert (work / "reports" / "cohort" / "shareable" / "screening_report.html").exists()
     finally:
         os.chdir(old)
 

@@ -1,4 +1,4 @@
-"""Classification metrics against hand-worked cases and scikit-learn (DESIGN §10)."""
+"""Classification metrics against hand-worked cases and scikit-learn (docs/methods.md, Statistics)."""
 
 import numpy as np
 import pytest

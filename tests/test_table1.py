@@ -1,4 +1,4 @@
-"""Table 1 (DESIGN §10) against scipy on constructed data and against the paper's own Table 1."""
+"""Table 1 (docs/methods.md, Statistics) against scipy on constructed data and against the paper's own Table 1."""
 
 from __future__ import annotations
 
@@ -219,3 +219,14 @@ def test_text_column_with_few_levels_stays_categorical() -> None:
         table1(ids, "g", ["patient_id"], source="ids.csv")
     with pytest.raises(InputError, match="one row per patient"):
         table1(pl.DataFrame({"g": ["a", "b"], "patient_id": ["X", "X"]}), "g", [])
+
+
+def test_sparse_table_beyond_two_by_two_gets_fishers_monte_carlo_p() -> None:
+    import polars as pl
+
+    from f2b_study.stats.table1 import table1
+
+    frame = pl.DataFrame({"sex": ["F", "M", "F", "M"], "site": ["a", "b", "c", "d"]})
+    result = table1(frame, "sex", ["site"])
+    row = next(r for r in result.rows if r.variable == "site")
+    assert row.test.startswith("Fisher's exact test (Monte Carlo") and 0 <= row.p <= 1

@@ -204,11 +204,12 @@ def test_compare_writes_table(data, mini_cohort: Path, face_cache: Path, tmp_pat
                     "--cache", str(face_cache), "--epochs", "1", "--batch-size", "8", "--augment", "none",
                     "--model-config", json.dumps(TINY_FACE2BONE))
     assert code == 0, err
-    table = pl.read_csv(tmp_path / "comparison.csv")
+    table = pl.read_csv(tmp_path / "shareable" / "comparison.csv")
     assert table["method"].to_list() == ["face2bone", "face2bone-no-kan"]
     assert {"accuracy", "f1_macro", "auc_macro_ovr", "kappa"} <= set(table.columns)
-    assert "<table>" in (tmp_path / "comparison.html").read_text()
-    paired = json.loads((tmp_path / "model_comparison.json").read_text())  # paired DeLong on the same patients
+    assert "<table>" in (tmp_path / "shareable" / "comparison.html").read_text()
+    # paired DeLong on the same patients
+    paired = json.loads((tmp_path / "shareable" / "model_comparison.json").read_text())
     assert list(paired["models"]) == ["face2bone", "face2bone-no-kan"]
-    assert (tmp_path / "model_comparison.svg").read_text().lstrip().startswith("<svg")
+    assert (tmp_path / "shareable" / "model_comparison.svg").read_text().lstrip().startswith("<svg")
     assert torch.get_num_threads() >= 1

@@ -1,4 +1,4 @@
-"""WHO / ISCD labelling (DESIGN §4): eligibility, DXA completeness, the lowest-T-score rule, WHO classes.
+"""WHO / ISCD labelling (docs/methods.md): eligibility, DXA completeness, the lowest-T-score rule, WHO classes.
 
 Every row is kept. An excluded row carries the first reason that applies, in this order: consent, clinical
 exclusion flags (the paper's exclusion criteria), population (sex / age / menopause), DXA completeness.
@@ -58,7 +58,7 @@ def label_frame(frame: FrameT, rules: LabelRules) -> FrameT:
     lowest_t = pl.min_horizontal(*T_COLUMNS)
     site = pl.lit(None, dtype=pl.String)
     for column, name in reversed(list(zip(T_COLUMNS, SITES, strict=True))):
-        # reversed so that on ties the first site in DESIGN order (spine, neck, hip) wins
+        # reversed so that on ties the first site in the documented order (spine, neck, hip) wins
         site = pl.when(pl.col(column) == lowest_t).then(pl.lit(name)).otherwise(site)
     who_class = (
         pl.when(lowest_t <= OSTEOPOROSIS_T).then(pl.lit("osteoporosis"))

@@ -1,4 +1,4 @@
-"""Joining patients with their photos (DESIGN §5).
+"""Joining patients with their photos (docs/methods.md, Photos).
 
 A patient's photos come from the `photo` column (`;`-separated, relative to the photo root) or, when that is
 empty, from the folder: `ROOT/<patient_id>/*`, `ROOT/<patient_id>_*.<ext>`, `ROOT/<patient_id>.<ext>`.

@@ -1,4 +1,4 @@
-"""The canonical cohort schema (DESIGN §3): read a centre's table, map its columns, validate every value.
+"""The canonical cohort schema (docs/methods.md): read a centre's table, map its columns, validate every value.
 
 Validation is one set of polars expressions run as lazy queries: on an in-memory table (`load_cohort`, `validate`)
 or streaming over a CSV too large to hold (`scan_cohort`). The first bad value of each kind is reported as one line

@@ -1,4 +1,4 @@
-"""`f2b-study evaluate`: every DESIGN §10 statistic of a predictions file, as JSON and a STARD-style report."""
+"""`f2b-study evaluate`: every statistic (docs/methods.md) of a predictions file, as JSON and a STARD-style report."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ DEFAULT_BY = "sex,center,age_band"
 def register(sub: Any) -> None:
     parser = add_command(
         sub, "evaluate", help="accuracy, AUC, calibration and subgroups of a predictions file, with 95%% CIs",
-        description="Evaluate predictions against the reference standard (DESIGN §10): accuracy, per-class "
+        description="Evaluate predictions against the reference standard (docs/methods.md): accuracy, per-class "
         "(one-vs-rest) precision, recall, F1, AUC with DeLong CIs, Cohen's kappa, ECE, Brier, Hosmer–Lemeshow, "
         "patient-level bootstrap CIs, subgroups, and the clinical comparators (OSTA, and a multinomial logistic "
         "model on age, sex and BMI fitted on the training split) where the covariates are there; decision curves, "

@@ -12,7 +12,8 @@ from f2b_study.commands._common import add_command, cache_folder, load_study_arg
 def register(sub: Any) -> None:
     parser = add_command(
         sub, "explain", help="region Shapley values, pixel maps and CRAFT concepts (Tables 6–8)",
-        description="Explain a trained model on a cohort's faces (DESIGN §12; the paper's SHAP and CRAFT analyses). "
+        description="Explain a trained model on a cohort's faces (docs/methods.md, Explanations; the paper's SHAP "
+        "and CRAFT analyses). "
         "Region Shapley: the five facial regions are the players, an absent region is replaced by the training "
         "split's mean face (or a blur), and all 32 coalitions of every face are evaluated, so the values are exact. "
         "Writes OUT/private/region_shapley.csv (one row per photo) and, under OUT/shareable/, table6.csv (mean ± "

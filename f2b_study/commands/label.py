@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     with csv_errors(cohort.config.table), atomic_path(out, suffix=".csv") as tmp:
         # one streaming pass writes the rows and counts them
         _, counts = pl.collect_all([rows.sink_csv(tmp, lazy=True), status_counts(labelled)], engine="streaming")
-        os.chmod(tmp, 0o600)  # patient-level rows: owner-only wherever they are written
+    os.chmod(out, 0o600)  # patient-level rows: owner-only wherever they are written
     summary = summarise(counts)
     summary.update(input=str(cohort.config.table), output=str(out), warnings=cohort.warnings)
     for message in cohort.warnings:

@@ -1,4 +1,4 @@
-"""Explainability (DESIGN §12; the paper's SHAP and CRAFT sections, Tables 6–8, Figs. 12–15).
+"""Explainability (docs/methods.md, Explanations; the paper's SHAP and CRAFT sections, Tables 6–8, Figs. 12–15).
 
     baselines.py   what an "absent" region becomes: the training split's mean standardised face, or a blur
     shapley.py     exact region Shapley values: 5 regions = players, all 2⁵ = 32 coalitions per image, batched

@@ -1,4 +1,4 @@
-"""Baselines: what an "absent" facial region becomes in the region Shapley game (DESIGN §12).
+"""Baselines: what an "absent" facial region becomes in the region Shapley game (docs/methods.md, Explanations).
 
 - "mean" (default): the training split's mean standardised face at the model's input size, one image for every
   explained face. A face without its own pixels in a region looks, there, like the average training face: the

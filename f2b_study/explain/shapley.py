@@ -1,4 +1,4 @@
-"""Exact region Shapley values (DESIGN §12; the paper's SHAP section, eq. for φ_i).
+"""Exact region Shapley values (docs/methods.md, Explanations; the paper's SHAP section, eq. for φ_i).
 
 Players: the five facial regions (f2b_study.faces.regions.REGIONS), disjoint and covering the face ellipse. The game
 of one image: v(S) = the model's output on the composite image that keeps the image's own pixels in the regions

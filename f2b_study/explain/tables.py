@@ -1,4 +1,4 @@
-"""The explainability tables (paper Tables 6–8; DESIGN §12). Statistics only: numpy, scipy, polars; no torch.
+"""The explainability tables (paper Tables 6–8; docs/methods.md). Statistics only: numpy, scipy, polars; no torch.
 
 Unit of analysis: the patient. A patient with several photos contributes the mean of their images' region values
 (`patient_values`), so no one weighs more for having more photos and no pair of one patient's photos counts as

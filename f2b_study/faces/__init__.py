@@ -1,4 +1,4 @@
-"""Face standardisation (DESIGN §6): MediaPipe landmarks, quality control, facial regions, cache, workers.
+"""Face standardisation (docs/methods.md): MediaPipe landmarks, quality control, facial regions, cache, workers.
 
 Light to import (numpy only); mediapipe, OpenCV and matplotlib load inside the functions that need them.
 

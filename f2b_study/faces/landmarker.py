@@ -1,6 +1,6 @@
 """Face detection and the 478-point mesh with MediaPipe Tasks (IMAGE mode), one analyser per process.
 
-Flow for one photo (DESIGN §6):
+Flow for one photo (docs/methods.md, Faces and quality control):
 1. BlazeFace short-range detector (the one inside the landmarker bundle): scores and boxes of every face.
    When it finds none, the BlazeFace full-range sparse detector (the paper's detector) looks for small or
    distant faces.

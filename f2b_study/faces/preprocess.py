@@ -1,4 +1,4 @@
-"""`preprocess`: every photo -> a standardised face in the cache, or a named reason why not (DESIGN §6).
+"""`preprocess`: every photo -> a standardised face in the cache, or a named reason why not (docs/methods.md).
 
 Work happens in a process pool (spawned processes, one FaceAnalyzer each, created on the first cache miss);
 with one worker it runs in this process. Each task reads the photo's bytes, hashes them and returns the
@@ -61,7 +61,7 @@ class PreprocessResult:
 def photos_from_folder(root: str | Path) -> pl.DataFrame:
     """Every image under ``root`` (top level and one folder deep) as photos to preprocess, without a cohort.
     patient_id is the folder name for ``root/<id>/*``, else the file name's stem up to its first '_'
-    (``P001_front.jpg`` -> ``P001``), the same rules as the cohort join (DESIGN §5)."""
+    (``P001_front.jpg`` -> ``P001``), the same rules as the cohort join (docs/methods.md, Photos)."""
     from f2b_study.cohort.photos import safe_photo_path
     from f2b_study.errors import InputError
 

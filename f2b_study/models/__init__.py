@@ -1,4 +1,4 @@
-"""Face2Bone, its ablations and the paper's comparators (DESIGN §7). Entry points:
+"""Face2Bone, its ablations and the paper's comparators (docs/methods.md, Model). Entry points:
 
     from f2b_study.models import create_model, list_models, get_spec, save_checkpoint, load_checkpoint
 

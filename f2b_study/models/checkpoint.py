@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors weights + a JSON sidecar, nothing else (DESIGN §7). Never unpickled.
+"""Checkpoints: safetensors weights + a JSON sidecar, nothing else (docs/methods.md, Model). Never unpickled.
 
     save_checkpoint(model, target, *, preprocessing_version=None, seed=None, training_cohort_hash=None,
                     classes=CLASSES, metadata=None) -> Path (the sidecar)

@@ -1,4 +1,4 @@
-"""Face2Bone (paper Fig. 2; DESIGN §7) and its ablations.
+"""Face2Bone (paper Fig. 2; docs/methods.md, Model) and its ablations.
 
     x (B, 3, H, W), normalised with the model's mean/std (224 px by default)
       ├─ FaceNet branch: resize to 160, FaceNet normalisation, InceptionResnetV1 -> e (B, 512)     facenet.py
@@ -17,7 +17,7 @@ Interface other parts rely on:
   gradient, so that raises ValueError).
 - face_embedding(x) -> (B, 512): what to cache per image when FaceNet is frozen; facenet_frozen (bool property)
   says whether that is allowed; facenet_eval() puts the branch in eval mode.
-- Explainability (CRAFT, DESIGN §12), models with has_ssam:
+- Explainability (CRAFT, docs/methods.md, Explanations), models with has_ssam:
     concept_activations(x, face_embedding=None) -> (V, attention): V (B, C, h, w) ≥ 0, attention (B, heads, h·w)
     ssam_values(x) -> V;  ssam_attention(x, face_embedding=None) -> attention (rows sum to 1)
     pooled_features(x, face_embedding=None) -> A (B, C) ≥ 0 (for has_ssam; GAP of F otherwise)
@@ -46,7 +46,7 @@ from f2b_study.models.ssam import SSAM
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# The default architecture: a straightforward reading of DESIGN §7 (DRSformer-like widths, per-head channels 24).
+# The default architecture: a straightforward reading of docs/methods.md (DRSformer-like widths, per-head channels 24).
 DEFAULTS: dict[str, Any] = {
     "dims": (48, 96, 192, 384),
     "depths": (2, 2, 4, 2),
@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-# A small, fast configuration for the CPU demo (DESIGN §13: plan the demo from CPU timings): 112 px, a quarter of
+# A small, fast configuration for the CPU demo (docs/methods.md: plan the demo from CPU timings): 112 px, a quarter of
 # the default's trainable parameters (1.75M of 6.6M), FaceNet frozen so its embeddings are computed once per image.
 # create_model("face2bone", **DEMO_CONFIG); it goes into the checkpoint's config like any override.
 DEMO_CONFIG: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """The image branch: four stages (Layer1–Layer4) of FSA blocks, or plain conv blocks for the no-FSA ablation.
 
-FSA block (paper: "FSA (frequency sparse attention) module"; DESIGN §7) = three pre-norm residual sub-layers:
+FSA block (paper: "FSA (frequency sparse attention) module"; docs/methods.md) = three pre-norm residual sub-layers:
     x = x + TKSA(LN(x))     top-k sparse transposed channel attention (topk_attention.py)
     x = x + HiLo(LN(x))     high/low-frequency attention (hilo.py)
     x = x + FFN(LN(x))      1×1 conv -> 3×3 depthwise conv -> GELU -> 1×1 conv

@@ -1,4 +1,4 @@
-"""The model registry (DESIGN §7): every architecture by name, with its preprocessing and default config.
+"""The model registry (docs/methods.md, Model): every architecture by name, with its preprocessing and default config.
 
     list_models() -> list[str]
     get_spec(name) -> ModelSpec            (InputError for an unknown name)

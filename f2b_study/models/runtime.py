@@ -135,8 +135,10 @@ class CheckpointRef:
 
 
 def resolve_checkpoint(path: str | Path) -> CheckpointRef:
-    """runs/NAME (its best/ checkpoint), runs/NAME/best, a checkpoint folder, or its model.json / .safetensors."""
-    from f2b_study.models.checkpoint import read_sidecar
+    """runs/NAME (its best/ checkpoint), runs/NAME/best, a checkpoint folder, or its model.json / .safetensors.
+    The checkpoint is validated in full (sidecar hash, weights' sha256, tensor shapes, finite values) here, so a
+    refused model stops a command before any photo is processed."""
+    from f2b_study.models.checkpoint import validate_checkpoint
 
     path = Path(path)
     if (path / "best" / "model.json").is_file():
@@ -150,7 +152,7 @@ def resolve_checkpoint(path: str | Path) -> CheckpointRef:
     else:
         raise InputError.at(path, show_value=False, expected="a run folder (runs/NAME with best/model.json), its "
                             "best/ folder, or a checkpoint's model.json")
-    return CheckpointRef(path=checkpoint, run_dir=run_dir, sidecar=read_sidecar(checkpoint))
+    return CheckpointRef(path=checkpoint, run_dir=run_dir, sidecar=validate_checkpoint(checkpoint))
 
 
 def newest_run(runs_root: Path = Path("runs")) -> Path | None:

@@ -1,4 +1,4 @@
-"""Spatial supervised attention module (paper eqs. 9–11; DESIGN §7).
+"""Spatial supervised attention module (paper eqs. 9–11; docs/methods.md, Model).
 
 K = Linear(FaceNet embedding) ∈ R^C (one key per image, split into heads of d = C/heads channels);
 Q = ReLU(1×1 conv(F)), V = ReLU(1×1 conv(F)) ∈ R^{C×H×W}.
@@ -9,7 +9,7 @@ the only reading in which the face embedding weighs the features, and it matches
 relevant facial features".) No output projection: the classifier head follows directly, so A is exactly the
 head's input.
 
-For CRAFT (DESIGN §12): V ≥ 0 (ReLU) and A = Σ_n a_n v_n is a convex combination of V per head, so A ≥ 0 too.
+For CRAFT (docs/methods.md): V ≥ 0 (ReLU) and A = Σ_n a_n v_n is a convex combination of V per head, so A ≥ 0 too.
 CRAFT factorises A (crop level) and V (per position, for concept maps), and runs the rest of the network as
 h(A) = head(A) (see face2bone.py). The 1×1 conv keeps every V vector aligned with its position.
 """

@@ -1,4 +1,4 @@
-"""The screening report (DESIGN §9, issue 8): one self-contained HTML file of aggregates only.
+"""The screening report (docs/methods.md, Screening, issue 8): one self-contained HTML file of aggregates only.
 
 Counts by predicted class and pathway step, why patients got no prediction, photo QC, the distribution of the
 predicted probabilities, per-centre counts and the model's provenance. No faces, no patient IDs: nothing in it

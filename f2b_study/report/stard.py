@@ -348,8 +348,8 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
         sections.append({"title": section.title, "html": _trusted(section.html),
                          "figures": [] if hidden else [_trusted(f) for f in section.figures],
                          "tables": [view(_section_table(t, section.title, i)) for i, t in enumerate(section.tables)],
-                         "hidden_note": "Figures with faces are left out (the report was built without "
-                                        "--include-faces)." if hidden else ""})
+                         "hidden_note": "Figures with faces are left out: this report may be shared (with "
+                                        "--include-faces they go to the private outputs only)." if hidden else ""})
     labelling = study.methods_labelling or methods.labelling_text([("", LabelRules())])
     facts = study.methods
     if facts is not None and study.simulated_labels and not facts.simulated_labels:

@@ -1,1 +1,1 @@
-"""Statistics (DESIGN §10): one definition of every number, used by every command and report. No torch here."""
+"""Statistics (docs/methods.md): one definition of every number, used by every command and report. No torch here."""

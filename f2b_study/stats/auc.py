@@ -1,4 +1,4 @@
-"""AUC (Mann–Whitney) with DeLong's variance, as R's pROC computes it (DESIGN §10).
+"""AUC (Mann–Whitney) with DeLong's variance, as R's pROC computes it (docs/methods.md, Statistics).
 
 Written here rather than taken from a library: scikit-learn gives the AUC but no variance, and the DeLong
 structural components are also what the paired test between two models and the covariance of the three

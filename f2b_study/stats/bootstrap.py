@@ -1,4 +1,4 @@
-"""Patient-level nonparametric bootstrap, vectorised (DESIGN §10: 2000 replicates, percentile intervals).
+"""Patient-level nonparametric bootstrap, vectorised (docs/methods.md: 2000 replicates, percentile intervals).
 
 Every bootstrapped metric here is a function of sums over patients (confusion-matrix cells, per-bin sums for the
 ECE, Brier terms). A replicate draws N patients with replacement; patient i is drawn w_i times, so each sum in

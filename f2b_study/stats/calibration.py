@@ -1,4 +1,4 @@
-"""Calibration (DESIGN §10): ECE, Brier scores, Hosmer–Lemeshow per class and multinomial, reliability curves.
+"""Calibration (docs/methods.md): ECE, Brier scores, Hosmer–Lemeshow per class and multinomial, reliability curves.
 
 - ECE (Guo et al. 2017): 15 equal-width bins [k/15, (k+1)/15) on the top-label confidence max_k p_k, a
   confidence of exactly 1.0 in the last bin; ECE = Σ_b (n_b/N)·|acc_b − conf_b| = Σ_b |Σcorrect_b − Σconf_b| / N.

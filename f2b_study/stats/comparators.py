@@ -1,4 +1,4 @@
-"""Clinical comparators (DESIGN §10): a face model is only interesting if it beats these.
+"""Clinical comparators (docs/methods.md, Statistics): a face model is only interesting if it beats these.
 
 OSTA (Osteoporosis Self-assessment Tool for Asians; Koh et al., Osteoporos Int 2001): index = 0.2 × (weight kg −
 age years). Its published risk categories give the three-class prediction: low risk (index > −1) -> normal,

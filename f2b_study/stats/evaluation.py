@@ -1,5 +1,5 @@
 """One evaluation of a set of predictions against the reference standard: the numbers of the paper's Tables 2–4
-and Fig. 9, each with its 95% CI, by the definitions of DESIGN §10 (see metrics, auc, calibration, bootstrap).
+and Fig. 9, each with its 95% CI, by the definitions of docs/methods.md (see metrics, auc, calibration, bootstrap).
 
 ``evaluate_arrays`` is the core (arrays in, a JSON-ready dict out); ``evaluate_predictions`` adds subgroups and
 the clinical comparators for a validated PredictionSet; ``to_document`` trims a full evaluation to the exact
@@ -78,7 +78,7 @@ def evaluate_arrays(
     with_curves: bool = True,
     prespecified: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Every metric of DESIGN §10 for reference classes ``y`` (0..K−1).
+    """Every metric of docs/methods.md, Statistics for reference classes ``y`` (0..K−1).
 
     ``proba`` (N×K) gives the predicted class (argmax; ties go to the first class in CLASSES order), the AUC
     scores and the calibration numbers; a comparator without probabilities passes ``predicted`` and
@@ -340,7 +340,7 @@ def _top_errors(y: np.ndarray, predicted: np.ndarray, proba: np.ndarray, ids: np
 
 
 def to_document(full: dict[str, Any]) -> dict[str, Any]:
-    """The exact `evaluate --json` shape (DESIGN/issue 6, issue 15) plus ``notes`` (the reason of every null).
+    """The exact `evaluate --json` shape (docs/statistics.md) plus ``notes`` (the reason of every null).
 
     Built here and nowhere else: a JSON-safe dict of plain numbers, lists and strings.
     """

@@ -1,4 +1,4 @@
-"""Classification metrics from a 3×3 confusion matrix (DESIGN §10), one definition for every number.
+"""Classification metrics from a 3×3 confusion matrix (docs/methods.md, Statistics), one definition for every number.
 
 Every function takes confusion matrices of shape (..., K, K) — rows the reference standard, columns the
 prediction — so the same code gives the point estimate and all bootstrap replicates at once (a replicate is a

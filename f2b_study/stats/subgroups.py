@@ -1,4 +1,4 @@
-"""Subgroup columns for the report's subgroup tables (DESIGN §11: sex, centre, age band)."""
+"""Subgroup columns for the report's subgroup tables (docs/methods.md, Report: sex, centre, age band)."""
 
 from __future__ import annotations
 

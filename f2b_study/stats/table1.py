@@ -1,4 +1,4 @@
-"""Baseline characteristics table (the paper's Table 1, DESIGN §10), tableone-style: every p-value names its test.
+"""Baseline characteristics table (the paper's Table 1, docs/methods.md), tableone-style: every p-value names its test.
 
 Continuous variables: mean ± SD when Shapiro–Wilk P ≥ 0.01 in every group, else median (IQR); compared by
 Student's t / Mann–Whitney U (two groups) or one-way ANOVA / Kruskal–Wallis (more). Categorical: n (%) with
@@ -297,7 +297,7 @@ def _categorical_test(table: np.ndarray, n_groups: int) -> tuple[float | None, s
 
 
 def _finite(value: float) -> float | None:
-    value = float(value)
+    value = float(np.asarray(value).squeeze())  # scipy's Monte Carlo Fisher test returns a 1-element array
     return value if np.isfinite(value) else None
 
 

@@ -1,4 +1,4 @@
-"""The paper's training recipe (DESIGN §8) for any registry model, resumable and reproducible.
+"""The paper's training recipe (docs/methods.md, Training) for any registry model, resumable and reproducible.
 
 CrossEntropy; Adam; OneCycleLR (max lr 1e-3, 30% warm-up, anneal to 1e-6); batch 32; up to 150 epochs; early
 stopping on validation accuracy (patience 10; accuracy of the per-patient mean probabilities, the unit the

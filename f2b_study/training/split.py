@@ -1,4 +1,4 @@
-"""Patient-level stratified split (DESIGN §8): 8:2, seed 42; all of a patient's photos stay in one split."""
+"""Patient-level stratified split (docs/methods.md): 8:2, seed 42; all of a patient's photos stay in one split."""
 
 from __future__ import annotations
 
