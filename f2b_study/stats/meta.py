@@ -93,6 +93,13 @@ def multicentre_summary(per_centre: Mapping[str, PredictionSet | pl.DataFrame], 
                                              seed=seed, prespecified=prespecified)
     step("pooled")
     pooled = evaluate_predictions(_pool(sets), by=by, replicates=replicates, seed=seed, prespecified=prespecified)
+    return {"centres": centres, "pooled": pooled, "meta": auc_meta_analyses(centres),
+            "n": {name: ps.evaluated.height for name, ps in sets.items()}}
+
+
+def auc_meta_analyses(centres: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Fixed- and random-effects meta-analyses of the centres' macro and per-class AUCs (DeLong SEs), from their
+    evaluations (`evaluate_predictions` output; site summaries carry the same keys)."""
     names = list(centres)
     meta = {}
     for metric in META_METRICS:
@@ -103,8 +110,7 @@ def multicentre_summary(per_centre: Mapping[str, PredictionSet | pl.DataFrame], 
             estimates = [centres[n]["per_class"][metric]["auc"] for n in names]
             ses = [centres[n]["auc_se"].get(metric) for n in names]
         meta[metric] = meta_analysis(names, estimates, ses)
-    return {"centres": centres, "pooled": pooled, "meta": meta,
-            "n": {name: ps.evaluated.height for name, ps in sets.items()}}
+    return meta
 
 
 def _pool(sets: Mapping[str, PredictionSet]) -> PredictionSet:

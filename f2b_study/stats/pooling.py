@@ -41,7 +41,7 @@ from f2b_study.errors import InputError
 from f2b_study.stats import calibration as cal
 from f2b_study.stats.bootstrap import REPLICATES, SEED
 from f2b_study.stats.evaluation import evaluate_arrays
-from f2b_study.stats.meta import META_METRICS, meta_analysis
+from f2b_study.stats.meta import auc_meta_analyses, meta_analysis
 from f2b_study.stats.site_summary import OVERALL, THRESHOLDS, read_summary
 from f2b_study.stats.subgroups import ordered_levels
 
@@ -607,19 +607,10 @@ def pool_sites(sites: Sequence[Site], warnings: Sequence[str] = (), *, replicate
     """The multi-centre evaluation of the sites' summaries."""
     from f2b_study.stats import comparators as comp
 
-    names = [s.name for s in sites]
     index_parts = [s.doc["index_test"] for s in sites]
     evaluation = pooled_model(index_parts, probabilities=True, replicates=replicates, seed=seed)
     centres = {s.name: s.doc["index_test"]["evaluation"] for s in sites}
-    meta = {}
-    for metric in META_METRICS:
-        if metric == "auc_macro_ovr":
-            estimates = [centres[n]["overall"]["auc_macro_ovr"] for n in names]
-            ses = [centres[n]["auc_se"].get("macro") for n in names]
-        else:
-            estimates = [centres[n]["per_class"][metric]["auc"] for n in names]
-            ses = [centres[n]["auc_se"].get(metric) for n in names]
-        meta[metric] = meta_analysis(names, estimates, ses)
+    meta = auc_meta_analyses(centres)  # the same meta-analyses as `study` computes from patient rows
 
     comparators: dict[str, Any] = {}
     comparator_meta: dict[str, Any] = {}
