@@ -142,7 +142,8 @@ def _run_study(study: StudyConfig, out: Path, *, device: str, preprocess_workers
         from f2b_study.explain.section import explanation_sections
 
         result, _ = run_explain(cohort, faces, checkpoint, out=shared / "explain", private=private / "explain",
-                                settings=study.explain, device=device, progress=False)
+                                settings=study.explain, device=device, progress=False,
+                                png=False)  # the report exports every figure as PNG already
         files["explain"] = shared / "explain"
         sections = explanation_sections(result.document, result.figures)
         lap("explain")
@@ -150,7 +151,7 @@ def _run_study(study: StudyConfig, out: Path, *, device: str, preprocess_workers
     step("report")
     files["report"] = shared / "report.html"
     _write_report(files["report"], study, cohort, data, run, checkpoint, evaluation, multicentre, flow, table1s,
-                  sections)
+                  sections, control)
     lap("report")
     from f2b_study.report.degenerate import assess
 
@@ -175,7 +176,9 @@ def _positive_control(cohort: CohortPhotos, study: StudyConfig, out: Path, devic
     control = cohort.with_target(target)
     faces = standardise(control.photos_of(control.patients["patient_id"]), qc=study.qc, cache_dir=cache_dir,
                         workers=workers, progress=progress)
-    settings = dataclasses.replace(study.train, target=target)
+    # the same model and recipe; its own epoch budget (a check that the machinery learns, not a result)
+    settings = dataclasses.replace(study.train, target=target,
+                                   epochs=min(study.train.epochs, study.report.positive_control_epochs))
     data = training_data(control, faces, settings)
     run = train_one(data, settings, out=out, device=device, resume=True, progress=progress,
                     settings_record=study.describe(["train", "qc"]))
@@ -247,7 +250,7 @@ def _evaluate(predictions: pl.DataFrame, study: StudyConfig) -> tuple[dict[str, 
 
 def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: Any, run: Any, checkpoint: Any,
                   evaluation: dict[str, Any], multicentre: dict[str, Any] | None, flow: ParticipantFlow,
-                  table1s: list[tuple[str, Any]], sections: list[Any]) -> None:
+                  table1s: list[tuple[str, Any]], sections: list[Any], control: dict[str, Any] | None) -> None:
     from f2b_study.privacy import study_key
     from f2b_study.report.methods import CentreFacts, MethodsFacts, labelling_text
     from f2b_study.report.stard import StudyReportInput, write_stard_report
@@ -291,6 +294,7 @@ def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: 
         multicentre=multicentre,
         provenance=provenance,
         explanations=sections,
+        pipeline_check=control,
         simulated_labels=study.report.simulated_labels,
         include_faces=study.report.include_faces,
         # the key stays outside the whole output folder (shareable/ and private/ alike)

@@ -324,7 +324,8 @@ def explain(images: pl.DataFrame, model: Any, sidecar: dict[str, Any], settings:
                          table8=table8, figures=figures)
 
 
-def write_outputs(result: ExplainResult, out: Path, private: Path | None = None) -> dict[str, Path]:
+def write_outputs(result: ExplainResult, out: Path, private: Path | None = None, png: bool = True
+                  ) -> dict[str, Path]:
     """Tables 6-8, figures (SVG and PNG, mean face only) and explain.json under ``out``; region_shapley.csv (one
     row per photo, with patient IDs) under ``private`` (default ``out``)."""
     from f2b_study.atomic import write_bytes, write_text
@@ -340,10 +341,10 @@ def write_outputs(result: ExplainResult, out: Path, private: Path | None = None)
     for name, svg in result.figures.items():
         files[f"figure_{name}"] = out / f"{name}.svg"
         write_text(files[f"figure_{name}"], svg if svg.startswith("<?xml") else svg + "\n")
-        png = svg.png() if hasattr(svg, "png") else None  # the shared style's SVGs render at 300 dpi too
-        if png:
+        image = svg.png() if png and hasattr(svg, "png") else None  # the shared style renders 300-dpi PNGs too
+        if image:
             files[f"figure_{name}_png"] = out / f"{name}.png"
-            write_bytes(files[f"figure_{name}_png"], png)
+            write_bytes(files[f"figure_{name}_png"], image)
     files["explain"] = out / "explain.json"
     result.document["files"] = {k: v.name for k, v in files.items() if k != "region_shapley"}
     write_text(files["explain"], dumps(result.document) + "\n")
@@ -351,7 +352,7 @@ def write_outputs(result: ExplainResult, out: Path, private: Path | None = None)
 
 
 def run_explain(cohort: CohortPhotos, faces: FaceTable, checkpoint: Any, *, out: Path, settings: ExplainSettings,
-                private: Path | None = None, device: str = "auto", progress: bool = True
+                private: Path | None = None, device: str = "auto", progress: bool = True, png: bool = True
                 ) -> tuple[ExplainResult, dict[str, Path]]:
     """The stage: choose the faces, load the checkpoint's model, explain, write the aggregates under ``out`` and
     the per-photo values under ``private``."""
@@ -367,5 +368,5 @@ def run_explain(cohort: CohortPhotos, faces: FaceTable, checkpoint: Any, *, out:
                      baseline_source=f"training split of {run_dir.name}" if run_dir else "", progress=progress)
     result.document["selection"] = info
     result.document["model"]["checkpoint"] = str(checkpoint.path)
-    files = write_outputs(result, out, private)
+    files = write_outputs(result, out, private, png=png)
     return result, files

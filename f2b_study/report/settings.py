@@ -11,7 +11,8 @@ class ReportSettings:
     ``include_faces``: allow identifiable face images in the private outputs (never in shareable reports).
     ``positive_control``: a column faces really carry (e.g. "sex"): `study` also trains the same model and recipe
     on it and reports the result as a pipeline check beside the index test (the demo uses it: its bone labels are
-    simulated, so a newcomer can see the machinery learn something real)."""
+    simulated, so a newcomer can see the machinery learn something real), with at most
+    ``positive_control_epochs`` epochs."""
 
     title: str | None = None
     simulated_labels: bool = False
@@ -20,3 +21,4 @@ class ReportSettings:
     bootstrap_seed: int = dataclasses.field(default=42, metadata={"min": 0})
     subgroups: tuple[str, ...] = ("sex", "center", "age_band")
     positive_control: str | None = None
+    positive_control_epochs: int = dataclasses.field(default=15, metadata={"min": 1, "max": 100_000})

@@ -69,6 +69,7 @@ class StudyReportInput:
     generated: str | None = None  # date shown in the header; today when None
     methods: MethodsFacts | None = None
     pooled_sections: list[ReportSection] = dataclasses.field(default_factory=list)
+    pipeline_check: dict[str, Any] | None = None  # study's positive control: target, auc, auc_ci, accuracy, n
 
 
 # -- tables in the paper's forms -----------------------------------------------------------------------------------
@@ -382,6 +383,7 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
         "multicentre_tables": multicentre_tables,
         "table1": table1_views,
         "explanations": sections,
+        "pipeline_check": _pipeline_check(study.pipeline_check),
         "pooled_sections": [{"title": p.title, "html": _trusted(p.html), "figures": [_trusted(f) for f in p.figures],
                              "tables": [view(_section_table(t, p.title, i)) for i, t in enumerate(p.tables)]}
                             for p in study.pooled_sections],
@@ -394,6 +396,18 @@ def build_context(study: StudyReportInput) -> dict[str, Any]:
         "export_tables": everything,
         "export_figures": export_figures,
     }
+
+
+def _pipeline_check(check: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The positive control's banner text (None when there was none or it has no AUC)."""
+    from f2b_study.present.format import interval, number
+
+    if not check or check.get("auc") is None:
+        return None
+    ci = interval(check.get("auc_ci"))
+    return {"target": check["target"], "auc_text": number(check["auc"]) + (f" (95% CI {ci})" if ci else ""),
+            "accuracy_text": number(check.get("accuracy")), "n": (check.get("n_patients") or {}).get("validation"),
+            "epochs": check.get("epochs_run")}
 
 
 def _trusted(fragment: str) -> Any:
