@@ -269,8 +269,7 @@ def _write_report(target: Path, study: StudyConfig, cohort: CohortPhotos, data: 
         "warnings": [],
     }
     facts = MethodsFacts(
-        centres=[CentreFacts(c.name, records=int((cohort.rows["center"] == c.name).sum())
-                             if "center" in cohort.rows.columns else None) for c in study.centres],
+        centres=[CentreFacts(c.name, records=cohort.rows_per_centre.get(c.name)) for c in study.centres],
         labelling=labelling_text([(c.name, c.rules) for c in study.centres]),
         simulated_labels=study.report.simulated_labels,
         split=data.split_rule.kind,

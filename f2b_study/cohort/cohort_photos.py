@@ -71,6 +71,7 @@ class CohortPhotos:
     join_log: tuple[str, ...]
     warnings: tuple[str, ...]
     labelled: bool  # every centre had DXA columns, so every row carries bone_status and eligibility
+    rows_per_centre: dict[str, int] = dataclasses.field(default_factory=dict)  # config name -> rows of its table
 
     @property
     def names(self) -> list[str]:
@@ -110,21 +111,16 @@ def load_centres(sources: Sequence[str | Path | CohortConfig], *, require_dxa: b
     return cohorts
 
 
-def label_flow(rows: pl.DataFrame, centres: Sequence[str]) -> ParticipantFlow:
+def label_flow(rows: pl.DataFrame) -> ParticipantFlow:
     """Enrolled -> excluded by reason -> eligible by class, from labelled rows."""
     eligible = rows.filter(pl.col("eligible"))
     reasons = rows.filter(~pl.col("eligible")).group_by("exclusion_reason").len().sort(
         ["len", "exclusion_reason"], descending=[True, False])
-    by_centre = {}
-    for centre in centres:
-        part = rows.filter(pl.col("center") == centre) if "center" in rows.columns else rows
-        by_centre[centre] = {"enrolled": part.height, "eligible": int(part["eligible"].sum())}
     return ParticipantFlow(
         enrolled=rows.height,
         excluded=dict(reasons.iter_rows()),
         eligible=eligible.height,
         eligible_by_class=in_class_order(dict(eligible.group_by("bone_status").len().iter_rows())),
-        by_centre=by_centre if len(centres) > 1 else {},
     )
 
 
@@ -141,6 +137,8 @@ def build_cohort_photos(sources: Sequence[str | Path | CohortConfig], *, photos:
                             show_value=False, expected="DXA T-score columns to label the patients")
     rows_parts, usable_parts, photo_parts, log_lines, warnings = [], [], [], [], []
     excluded: dict[str, int] = {}
+    per_centre: dict[str, int] = {}
+    flow_by_centre: dict[str, dict[str, int]] = {}
 
     def count(reason: str, n: int) -> None:
         if n:
@@ -173,11 +171,16 @@ def build_cohort_photos(sources: Sequence[str | Path | CohortConfig], *, photos:
         usable_parts.append(usable.drop(ROW, strict=False))
         photo_parts.append(joined.photos.with_columns(pl.lit(cohort.name).alias("_centre")))
         rows_parts.append(frame.drop(ROW))
+        per_centre[cohort.name] = frame.height
+        if labelled:
+            flow_by_centre[cohort.name] = {"enrolled": frame.height, "eligible": int(frame["eligible"].sum())}
     rows = pl.concat(rows_parts, how="diagonal_relaxed")
-    flow = (label_flow(rows, [c.name for c in centres]) if labelled
-            else ParticipantFlow(enrolled=rows.height, excluded={}, eligible=rows.height, eligible_by_class={}))
+    flow = (dataclasses.replace(label_flow(rows), by_centre=flow_by_centre if len(centres) > 1 else {})
+            if labelled else ParticipantFlow(enrolled=rows.height, excluded={}, eligible=rows.height,
+                                             eligible_by_class={}))
     return CohortPhotos(
         centres=centres, target=target, rows=rows,
         patients=pl.concat(usable_parts, how="diagonal_relaxed"),
         photos=pl.concat(photo_parts, how="diagonal_relaxed").drop("_centre"),
-        excluded=excluded, flow=flow, join_log=tuple(log_lines), warnings=tuple(warnings), labelled=labelled)
+        excluded=excluded, flow=flow, join_log=tuple(log_lines), warnings=tuple(warnings), labelled=labelled,
+        rows_per_centre=per_centre)

@@ -214,6 +214,11 @@ def flow_svg(flow: Mapping[str, Any], prefix: str, classes: Sequence[str]) -> Sv
         side = (f"Excluded (photos)\nn = {flow.get('no_photo', 0) + sum(qc.values())}\n" + "\n".join(lost)) \
             if lost else None
         analysed = f"Analysed (face photo passed QC)\nn = {flow['analysed']}"
+        flags = flow.get("photo_flags") or {}
+        if flags:  # recorded, the photo kept: the study's [qc] exclude list did not name them
+            top = sorted(flags.items(), key=lambda kv: -kv[1])[:3]
+            analysed += "\nphotos flagged, kept: " + "; ".join(f"{k.replace('_', ' ')} {n}" for k, n in top[:1])
+            analysed += "".join(f"\n{k.replace('_', ' ')} {n}" for k, n in top[1:])
         main.append((analysed + by_class(flow.get("analysed_by_class")), side))
     splits = flow.get("split") or {}
     split_classes = flow.get("by_class") or {}
