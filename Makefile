@@ -20,10 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check f2b_study tests scripts benchmarks
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check f2b_study tests scripts benchmarks
+	$(VENV)/bin/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)
