@@ -31,7 +31,7 @@ A GPU day with a bare host (the workplace's H200: torch, numpy, scipy, opencv, p
 facenet-pytorch, polars, mediapipe and ray are not):
   here:  python benchmarks/device_check.py --fill-face-cache .devcache      (.devcache and .whl git-ignored)
          pip download --no-deps --only-binary=:all: ... -d .whl facenet-pytorch polars polars-runtime-32
-  there: pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site \
+  there: pip install -q --no-index --no-deps --target .gpu-site .whl/*.whl && PYTHONPATH=.gpu-site \
          python benchmarks/device_check.py --face-cache .devcache --out $OUT/device_check.md
 Ray's wheel (~70 MB) does not fit the 64 MiB a call carries: without it the ray row says so.
 Processes the run starts (torchrun's ranks, Ray's workers) import this checkout's package (PYTHONPATH is set).

@@ -2,8 +2,8 @@
 
 dcurves pins pandas < 3, so it runs in a throwaway environment, not the project's (CI only reads the CSV):
 
-    python3.11 -m venv /tmp/dcurves-env && /tmp/dcurves-env/bin/pip install dcurves==1.1.7
-    /tmp/dcurves-env/bin/python tests/reference/make_dcurves_reference.py
+    python3.11 -m venv .dcurves-env && .dcurves-env/bin/pip install dcurves==1.1.7
+    .dcurves-env/bin/python tests/reference/make_dcurves_reference.py
 """
 
 from pathlib import Path
