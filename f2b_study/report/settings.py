@@ -21,4 +21,4 @@ class ReportSettings:
     bootstrap_seed: int = dataclasses.field(default=42, metadata={"min": 0})
     subgroups: tuple[str, ...] = ("sex", "center", "age_band")
     positive_control: str | None = None
-    positive_control_epochs: int = dataclasses.field(default=15, metadata={"min": 1, "max": 100_000})
+    positive_control_epochs: int = dataclasses.field(default=10, metadata={"min": 1, "max": 100_000})
