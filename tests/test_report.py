@@ -284,6 +284,24 @@ def test_methods_are_paragraphs_from_the_facts(study):
     assert "<details>" in definitions and "Σ (n_b/N)" in definitions
 
 
+def test_model_configuration_reads_as_words_and_accounts_for_every_key():
+    from f2b_study.models.face2bone import DEFAULTS
+    from f2b_study.report.methods import model_config_text
+
+    config = {**DEFAULTS, "input_size": 112, "num_classes": 3, "mean": [0.485, 0.456, 0.406],
+              "std": [0.229, 0.224, 0.225], "dims": [24, 48, 96, 192], "depths": [1, 1, 2, 1]}
+    text = model_config_text(config)
+    assert "{" not in text and '"' not in text  # not a JSON dump
+    for words in ("input 112 × 112 px", "channels 24/48/96/192", "blocks 1/1/2/1", "attention heads 2/4/8/16",
+                  "HiLo window 2", "HiLo α 0.5", "SSAM attention pooling (8 heads) supervised by a frozen FaceNet "
+                  "at 160 px", "KAN head (hidden 64, grid 5, spline order 3)", "3 classes", "SD (0.229, 0.224"):
+        assert words in text, words
+    # a key this function does not know is still stated, never dropped
+    assert model_config_text({**config, "drop_path": 0.1}).endswith("drop_path = 0.1")
+    assert "global average pooling" in model_config_text({**config, "pooling": "gap"})
+    assert "MLP head (hidden 64)" in model_config_text({**config, "head": "mlp"})
+
+
 # -- checklists -------------------------------------------------------------------------------------------------------
 
 def test_tripod_status_follows_the_report_contents(study):

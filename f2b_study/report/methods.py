@@ -6,14 +6,13 @@ resolved configuration and the training run) and from the evaluation's own setti
 level) and the constants the statistics code uses. A fact that is not given is left out, never guessed.
 
 Two layers: sentences written straight from the objects that ran (``labelling_text``, ``qc_text``,
-``training_text``: the centres' LabelRules, the QCThresholds, the checkpoint's configuration), and the report's
+``model_config_text``: the centres' LabelRules, the QCThresholds, the checkpoint's configuration), and the report's
 paragraphs by topic from MethodsFacts (``methods_paragraphs``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,25 +86,56 @@ def qc_text(qc: QCThresholds) -> str:
     return text + " A patient's prediction is the mean of the probabilities of its usable photos."
 
 
-def training_text(*, arch: str, model_config: Mapping[str, Any], settings: Mapping[str, Any], split: str,
-                  facenet: str | None, epochs_run: int | None, best_epoch: int | None) -> str:
-    """The model and the recipe as they ran (the checkpoint's full configuration)."""
-    config = json.dumps(dict(model_config), sort_keys=True)
-    augment = settings.get("augment")
-    augment_text = ("HorizontalFlip, VerticalFlip, Affine and CLAHE" if augment is None
-                    else ", ".join(a for a in augment if a != "none") or "none")
-    text = (f"Model {arch} with the configuration {config}. Trained with cross-entropy, Adam and OneCycleLR (max "
-            f"learning rate {settings.get('lr'):g}, {100 * settings.get('warmup_fraction', 0.3):g}% warm-up, "
-            f"annealed to {settings.get('final_lr'):g}), batch {settings.get('batch_size')}, up to "
-            f"{settings.get('epochs')} epochs, early stopping on the validation patients' accuracy (patience "
-            f"{settings.get('patience')}, counted from the end of the warm-up; equal accuracy with a lower "
-            f"validation loss counts as better), seed {settings.get('seed')}; augmentations: {augment_text}. "
-            f"Patients were split by {split}.")
-    if epochs_run is not None:
-        text += f" The run stopped after {epochs_run} epochs; the best epoch was {(best_epoch or 0) + 1}."
-    if facenet:
-        text += f" FaceNet weights: {facenet}."
-    return text
+def _values(value: Any) -> str:
+    """(24, 48, 96) -> "24/48/96"; 0.5 -> "0.5"; anything else as written."""
+    if isinstance(value, list | tuple):
+        return "/".join(_values(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def model_config_text(config: Mapping[str, Any]) -> str:
+    """The checkpoint's model configuration in words, every key accounted for: the parts the registry's models
+    share and Face2Bone's named settings in reading order, anything else as "key = value"."""
+    c = dict(config)
+    parts: list[str] = []
+    if "input_size" in c:
+        size = c.pop("input_size")
+        parts.append(f"input {size} × {size} px")
+    if "mean" in c or "std" in c:
+        parts.append(f"normalised with mean ({_values(c.pop('mean', '?')).replace('/', ', ')}) and SD "
+                     f"({_values(c.pop('std', '?')).replace('/', ', ')})")
+    if "dims" in c:
+        block = {"fsa": "FSA", "conv": "convolutional"}.get(str(c.get("block", "fsa")), str(c.get("block")))
+        c.pop("block", None)
+        stage = [f"channels {_values(c.pop('dims'))}"]
+        stage += [f"{name} {_values(c.pop(key))}" for key, name in
+                  (("depths", "blocks"), ("heads", "attention heads"), ("window", "HiLo window"),
+                   ("alpha", "HiLo α"), ("ffn_ratio", "FFN ratio")) if key in c]
+        parts.append(f"{block} image branch ({'; '.join(stage)})")
+    pooling = c.pop("pooling", None)
+    if pooling == "gap":
+        parts.append("global average pooling, no FaceNet branch")
+        c.pop("ssam_heads", None), c.pop("facenet_size", None), c.pop("facenet_trainable", None)
+    elif pooling is not None or "facenet_size" in c or "ssam_heads" in c:
+        heads = f" ({c.pop('ssam_heads')} heads)" if "ssam_heads" in c else ""
+        trainable = {"frozen": "frozen ", "last": "last-block-trained ", "full": "fully trained "}.get(
+            str(c.pop("facenet_trainable", "")), "")
+        size = f" at {c.pop('facenet_size')} px" if "facenet_size" in c else ""
+        parts.append(f"SSAM attention pooling{heads} supervised by a {trainable}FaceNet{size}")
+    head = c.pop("head", None)
+    if head is not None or "kan_hidden" in c:
+        hidden = f"hidden {_values(c.pop('kan_hidden'))}" if "kan_hidden" in c else ""
+        if head == "mlp":
+            c.pop("kan_grid", None), c.pop("kan_order", None)
+            parts.append("MLP head" + (f" ({hidden})" if hidden else ""))
+        else:
+            spline = [hidden] + [f"{name} {c.pop(key)}" for key, name in (("kan_grid", "grid"),
+                                                                          ("kan_order", "spline order")) if key in c]
+            parts.append("KAN head (" + ", ".join(s for s in spline if s) + ")")
+    if "num_classes" in c:
+        parts.append(f"{c.pop('num_classes')} classes")
+    parts += [f"{key} = {_values(value)}" for key, value in sorted(c.items())]
+    return "; ".join(parts)
 
 
 # -- the report's paragraphs by topic, from MethodsFacts ------------------------------------------------------
@@ -231,8 +261,8 @@ def _facenet(weights: dict[str, Any] | str | None) -> str:
 def model(facts: MethodsFacts) -> str:
     parts: list[str] = []
     if facts.arch:
-        config = json.dumps(facts.model_config, sort_keys=True) if facts.model_config else "default configuration"
-        parts.append(f"The index test is the {facts.arch} model ({config}).")
+        config = model_config_text(facts.model_config) if facts.model_config else "its default configuration"
+        parts.append(f"The index test is the {facts.arch} model: {config}.")
     t = facts.training
     if t:
         how = _join([str(t[k]) for k in ("loss", "optimizer", "schedule") if t.get(k)])
