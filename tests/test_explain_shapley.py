@@ -142,15 +142,7 @@ def test_equals_shap_exact_explainer_on_the_same_value_function() -> None:
 
     for i in range(len(x)):
         def value(z: np.ndarray, i: int = i) -> np.ndarray:
-            # an independent composite: numpy, one coalition row at a time
-            images = []
-            for row in z.astype(bool):
-                image = x[i].astype(np.float32).copy()
-                for k in np.flatnonzero(~row):
-                    image[masks[i, k]] = base[masks[i, k]]
-                images.append(image)
-            batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0
-            batch = (batch - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+            batch = numpy_composites(x[i], masks[i], base, z.astype(bool))
             with torch.inference_mode():
                 return torch.softmax(model(batch), dim=1).numpy().astype(np.float64)
 
@@ -219,21 +211,26 @@ def test_blur_is_normalised_inside_the_face() -> None:
     assert blurred[mask].std() < textured[mask].std() / 3
 
 
+def numpy_composites(face: np.ndarray, masks: np.ndarray, base: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    """An independent composite builder (numpy, one coalition row at a time): the model's normalised input of
+    each coalition in ``rows`` ((C, 5) bool), the face's pixels where a region is present, the baseline's elsewhere."""
+    images = []
+    for row in rows:
+        image = face.astype(np.float32).copy()
+        for k in np.flatnonzero(~row):
+            image[masks[k]] = base[masks[k]]
+        images.append(image)
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0
+    return (batch - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
 def every_composite_values(model: nn.Module, x: np.ndarray, masks: np.ndarray, base: np.ndarray,
                            facenet_input: str) -> np.ndarray:
     """The straightforward game: every image's 32 composites built in numpy and all run through the model (FaceNet
     on the composite, or on the unmasked face for "original"); (N, 32, K) probabilities."""
     out = []
     for i in range(len(x)):
-        b = base[i] if base.ndim == 4 else base
-        images = []
-        for row in coalition_table(5):
-            image = x[i].astype(np.float32).copy()
-            for k in np.flatnonzero(~row):
-                image[masks[i, k]] = b[masks[i, k]]
-            images.append(image)
-        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0
-        batch = (batch - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+        batch = numpy_composites(x[i], masks[i], base[i] if base.ndim == 4 else base, coalition_table(5))
         with torch.inference_mode():
             kwargs = {}
             if facenet_input == "original":

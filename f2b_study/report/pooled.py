@@ -78,18 +78,16 @@ def flow_section(pooled: Any) -> ReportSection:
         if any(v not in (None, 0) for v in values):
             rows.append([label, *["—" if v is None else str(v) for v in values]])
 
+    def reasons(key: str) -> list[str]:
+        """Every centre's reasons under ``key``, in first-seen order."""
+        return list(dict.fromkeys(r for f in flows for r in f.get(key) or {}))
+
     line("Enrolled", lambda f: f.get("enrolled"))
-    reasons: list[str] = []
-    for f in flows:
-        reasons += [r for r in f.get("excluded") or {} if r not in reasons]
-    for reason in reasons:
+    for reason in reasons("excluded"):
         line(f"Excluded: {reason}", lambda f, r=reason: (f.get("excluded") or {}).get(r, 0))
     line("Eligible", lambda f: f.get("eligible"))
     line("No photo", lambda f: f.get("no_photo"))
-    qc: list[str] = []
-    for f in flows:
-        qc += [r for r in f.get("photo_qc_excluded") or {} if r not in qc]
-    for reason in qc:
+    for reason in reasons("photo_qc_excluded"):
         line(f"No usable photo: {reason}", lambda f, r=reason: (f.get("photo_qc_excluded") or {}).get(r, 0))
     line("Analysed", lambda f: f.get("analysed"))
     for split in ("train", "validation"):

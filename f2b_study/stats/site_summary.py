@@ -34,7 +34,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -496,13 +496,9 @@ def table1_summary(frame: pl.DataFrame, by: str, disclosure: Disclosure,
                                                      f"fewer than {disclosure.min_cell} values")
             else:
                 cells[OVERALL] = _describe(values[present], int((~present).sum()))
-            for g in groups:
-                if g in withheld:
-                    cells[g] = {"withheld": withheld[g]}
-                    if g not in withheld_groups:
-                        disclosure.withhold(f"{where}.{variable}.{g}", withheld[g])
-                else:
-                    cells[g] = _describe(per_group[g], int((~present & (index == g)).sum()))
+            missing = {g: int((~present & (index == g)).sum()) for g in groups}
+            cells.update(_group_cells(groups, withheld, withheld_groups, disclosure, f"{where}.{variable}",
+                                      lambda g, v=per_group, m=missing: _describe(v[g], m[g])))
             out["variables"][variable] = {"kind": "continuous",
                                           "site_rule": "mean ± SD" if normal else "median (IQR)",
                                           "groups": cells}
@@ -525,15 +521,25 @@ def table1_summary(frame: pl.DataFrame, by: str, disclosure: Disclosure,
         vectors = {g: vector(index == g) for g in groups}
         withheld = withheld_columns(vectors, overall, disclosure, withheld_groups)
         cells = {OVERALL: dict(zip(levels, overall.tolist(), strict=True))}
-        for g in groups:
-            if g in withheld:
-                cells[g] = {"withheld": withheld[g]}
-                if g not in withheld_groups:
-                    disclosure.withhold(f"{where}.{variable}.{g}", withheld[g])
-            else:
-                cells[g] = dict(zip(levels, vectors[g].tolist(), strict=True))
+        cells.update(_group_cells(groups, withheld, withheld_groups, disclosure, f"{where}.{variable}",
+                                  lambda g, v=vectors, k=levels: dict(zip(k, v[g].tolist(), strict=True))))
         out["variables"][variable] = {"kind": "categorical", "levels": levels, "groups": cells}
     return out
+
+
+def _group_cells(groups: Sequence[str], withheld: Mapping[str, str], withheld_groups: Mapping[str, str],
+                 disclosure: Disclosure, where: str, describe: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """One variable's cells by group: ``describe(g)``, or {"withheld": why} for a withheld group (recorded in the
+    disclosure log once per variable, unless the whole group is already withheld)."""
+    cells: dict[str, Any] = {}
+    for g in groups:
+        if g in withheld:
+            cells[g] = {"withheld": withheld[g]}
+            if g not in withheld_groups:
+                disclosure.withhold(f"{where}.{g}", withheld[g])
+        else:
+            cells[g] = describe(g)
+    return cells
 
 
 def _describe(values: np.ndarray, missing: int) -> dict[str, Any]:
