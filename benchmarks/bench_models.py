@@ -229,7 +229,8 @@ def bench_breakdown(args: argparse.Namespace, device: torch.device) -> list[str]
         parts = {
             "tksa (one-pass)": lambda b=block, t=x: b.sparse(b.norm1(t)),
             "tksa (DRSformer 4x topk)": lambda b=block, t=x: tksa_reference(b.sparse, b.norm1(t)),
-            "hilo hi-fi (sdpa)": lambda h=hilo, t=y: h.hifi(t),
+            "hilo hi-fi (sdpa kernel)": lambda h=hilo, t=y: h.hifi(t, sdpa=True),
+            "hilo hi-fi (matmuls)": lambda h=hilo, t=y: h.hifi(t, sdpa=False),
             "hilo lo-fi (sdpa)": lambda h=hilo, t=y: h.lofi(t),
             "ffn": lambda b=block, t=x: b.ffn(b.norm3(t)),
             "whole block": lambda b=block, t=x: b(t),

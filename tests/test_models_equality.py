@@ -245,10 +245,14 @@ def test_topk_attention_equals_drsformer_reference(dim: int, heads: int, size: t
     torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), ref(x), **TOL)
 
 
+@pytest.mark.parametrize("window_matmuls", [True, False])
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize(("heads", "alpha", "size"), [(4, 0.5, (6, 8)), (4, 0.5, (5, 7)), (2, 0.5, (1, 1)),
                                                       (4, 0.25, (3, 4)), (2, 1.0, (4, 4)), (2, 0.0, (3, 5))])
-def test_hilo_equals_explicit_window_reference(heads: int, alpha: float, size: tuple[int, int], train: bool) -> None:
+def test_hilo_equals_explicit_window_reference(heads: int, alpha: float, size: tuple[int, int], train: bool,
+                                               window_matmuls: bool, monkeypatch) -> None:
+    # both Hi-Fi paths on the CPU: the small-window matmuls (default) and the fused SDPA kernel
+    monkeypatch.setattr(HiLoAttention, "cpu_window_matmuls", window_matmuls)
     fast, ref = paired(HiLoAttention(32, heads, alpha=alpha), RefHiLo(32, heads, alpha=alpha))
     x = torch.randn(2, *size, 32)
     assert_same(fast, ref, x, train)

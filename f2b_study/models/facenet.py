@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from f2b_study.errors import InputError
+from f2b_study.models.facenet_inference import build_inference_net, fusion_enabled, weights_key
 from f2b_study.models.weights import load_matching, read_state_dict, sha256_file
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,31 @@ class FaceNetBranch(nn.Module):
         x = x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
         # Channels-last: InceptionResnetV1's late blocks are 1×1 convs over 3×3 and 8×8 maps with up to 1792
         # channels, which oneDNN runs as plain matrix products in this layout (~1.4× faster on the CPU).
-        return self.net(x.contiguous(memory_format=torch.channels_last))
+        x = x.contiguous(memory_format=torch.channels_last)
+        fused = self._inference_net(x)
+        return fused(x) if fused is not None else self.net(x)
+
+    def _inference_net(self, x: torch.Tensor) -> nn.Module | None:
+        """The fused inference copy of the network (facenet_inference.py) when this forward needs no gradient and
+        runs in float32 on the CPU with the network in eval mode; else None (facenet-pytorch's own forward). Kept
+        outside the module tree (not in state_dict, not moved by .to()) and rebuilt when the weights change."""
+        if (self.net.training or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32
+                or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling() or not fusion_enabled()):
+            return None
+        key = weights_key(self.net)
+        if key is None:
+            return None
+        cached = self.__dict__.get("_inference_cache")
+        if cached is None or cached[0] != key:
+            if any(t.dtype != torch.float32 for t in self.net.parameters()):
+                return None
+            cached = (key, build_inference_net(self.net))
+            self.__dict__["_inference_cache"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The inference copy is derived (and holds oneDNN tensors, which do not pickle): copies rebuild their own.
+        return {k: v for k, v in self.__dict__.items() if k != "_inference_cache"}
 
     def load_weights(self, source: str | Path | None) -> dict[str, Any]:
         """Load VGGFace2 weights from `source` (see module docstring) and return their provenance record."""

@@ -8,12 +8,14 @@ The two outputs (each with its own projection) are concatenated along channels, 
 
 Odd sizes: Hi-Fi pads the map to a multiple of s and masks the padded keys, so a window at the border attends only
 to real positions; Lo-Fi pools with ceil_mode, whose border windows average only the real positions; the output is
-cropped back. Both branches use torch's scaled_dot_product_attention.
+cropped back. Lo-Fi uses torch's scaled_dot_product_attention; Hi-Fi too, except on the CPU for small windows
+(see hifi).
 
 Layout: (B, H, W, C) in and out (the FSA block passes a permuted view of its channels-last map, so no copy).
 Speed (CPU, 2×2 windows): copy-free variants of Hi-Fi (the linear on the map, then strided window views and
-elementwise 4×4 scores) measured slower than one window copy + SDPA; Lo-Fi's SDPA is the branch's cost (at
-224 px, stage 1: 3136 queries × 784 pooled keys, ~70% of HiLo's time there).
+elementwise 4×4 scores) measured slower than one window copy; on the copied windows two small matmuls and a softmax
+beat the fused SDPA kernel ~1.5× (its per-sequence overhead dominates 4-token sequences). Lo-Fi's SDPA is the
+branch's cost at stage 1 (224 px: 3136 queries × 784 pooled keys); there the fused kernel beats the matmuls.
 With window 1 and alpha 1 this is plain multi-head self-attention; with alpha 0 and one window covering the whole
 map it is too (both tested).
 """
@@ -26,6 +28,9 @@ from torch import nn
 
 
 class HiLoAttention(nn.Module):
+    # Hi-Fi's small-window matmul path on the CPU (see hifi); benchmarks turn it off to time the fused kernel.
+    cpu_window_matmuls: bool = True
+
     def __init__(self, dim: int, heads: int, *, window: int = 2, alpha: float = 0.5, qkv_bias: bool = False) -> None:
         super().__init__()
         if dim % heads:
@@ -49,7 +54,11 @@ class HiLoAttention(nn.Module):
             self.h_qkv = nn.Linear(dim, self.h_dim * 3, bias=qkv_bias)
             self.h_proj = nn.Linear(self.h_dim, self.h_dim)
 
-    def hifi(self, x: torch.Tensor) -> torch.Tensor:
+    def hifi(self, x: torch.Tensor, *, sdpa: bool | None = None) -> torch.Tensor:
+        """sdpa: attend with torch's scaled_dot_product_attention (True) or with two small matmuls and a softmax
+        (False); None chooses: the matmuls on the CPU for windows of up to 16 tokens (unless the class attribute
+        cpu_window_matmuls is off), where the fused kernel's per-sequence overhead dominates (2×2 windows, 224 px,
+        batch 8: 77 ms for the matmuls' 50 over the ten blocks, bench_models --breakdown)."""
         b, h, w, c = x.shape
         s = self.window
         pad_h, pad_w = (-h) % s, (-w) % s
@@ -68,7 +77,15 @@ class HiLoAttention(nn.Module):
             valid[:h, :w] = True
             key_mask = valid.reshape(gh, s, gw, s).transpose(1, 2).reshape(1, gh * gw, 1, 1, s * s)
             key_mask = key_mask.expand(b, -1, -1, -1, -1).reshape(b * gh * gw, 1, 1, s * s)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        if sdpa is None:
+            sdpa = x.device.type != "cpu" or s * s > 16 or not self.cpu_window_matmuls
+        if sdpa:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        else:
+            scores = (q @ k.transpose(-2, -1)) * self.head_dim ** -0.5
+            if key_mask is not None:  # every window keeps its top-left key, so no row is all -inf
+                scores = scores.masked_fill(~key_mask, float("-inf"))
+            out = scores.softmax(dim=-1) @ v
         out = out.reshape(b, gh, gw, self.h_heads, s, s, self.head_dim)
         # (B, gh, gw, heads, s, s, d) -> (B, gh, s, gw, s, heads·d)
         out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, self.h_dim)
