@@ -1,8 +1,9 @@
 """Issue 17's CPU targets, before and after in one run: Face2Bone's inference speed as a ratio to ResNet34's, and
 region Shapley's speed, each after this change and before it (9d930ef) in the same process: "before" runs
 facenet-pytorch's own forward (models.facenet_inference.plain_facenet()) and Hi-Fi's windows through the fused SDPA
-kernel (HiLoAttention.cpu_window_matmuls off); "after" runs FaceNet's fused inference copy
-(models/facenet_inference.py) and Hi-Fi's small-window matmuls.
+kernel (HiLoAttention.cpu_window_matmuls off) and the FFN's depthwise conv and GELU as two passes (oneDNN's
+fused op off); "after" runs FaceNet's fused inference copy (models/facenet_inference.py), Hi-Fi's small-window
+matmuls and the fused depthwise conv + GELU (models/onednn.py).
 
     .venv/bin/python benchmarks/bench_cpu_targets.py                  # 2 threads, batch 8, 224 px
     .venv/bin/python benchmarks/bench_cpu_targets.py --batch 4 --shapley-images 16
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_explain import DEMO, synthetic
 
 from f2b_study.explain.shapley import region_shapley
+from f2b_study.models import onednn
 from f2b_study.models.facenet_inference import plain_facenet
 from f2b_study.models.hilo import HiLoAttention
 from f2b_study.models.registry import build_architecture, create_model, get_spec, preprocessing
@@ -43,13 +45,14 @@ from f2b_study.models.registry import build_architecture, create_model, get_spec
 
 @contextlib.contextmanager
 def before_this_change() -> Iterator[None]:
-    """The code paths of 9d930ef: facenet-pytorch's own forward, Hi-Fi windows through the fused SDPA kernel."""
-    HiLoAttention.cpu_window_matmuls = False
+    """The code paths of 9d930ef: facenet-pytorch's own forward, Hi-Fi windows through the fused SDPA kernel, the
+    FFN's depthwise conv and GELU as two passes."""
+    HiLoAttention.cpu_window_matmuls, onednn.AVAILABLE = False, False
     try:
         with plain_facenet():
             yield
     finally:
-        HiLoAttention.cpu_window_matmuls = True
+        HiLoAttention.cpu_window_matmuls, onednn.AVAILABLE = True, onednn._probe()
 
 
 def interleaved(rows: dict[str, Callable[[], object]], *, rounds: int, seconds: float) -> dict[str, list[float]]:
@@ -136,23 +139,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds at least (default 8)")
     parser.add_argument("--seconds", type=float, default=30.0, help="and at least this long (default 30)")
-    parser.add_argument("--shapley-images", type=int, default=8, help="0 skips the Shapley part (default 8)")
-    parser.add_argument("--shapley-repeats", type=int, default=2)
+    parser.add_argument("--parts", nargs="+", choices=("throughput", "shapley"), default=["throughput", "shapley"])
+    parser.add_argument("--shapley-images", type=int, default=8, help="faces to explain (default 8)")
+    parser.add_argument("--shapley-repeats", type=int, default=3, help="alternating before/after runs (default 3)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"# CPU, {torch.get_num_threads()} threads; torch {torch.__version__}; fp32 inference; batch {args.batch}; "
           f"{args.input_size} px; rows interleaved")
-    rows = throughput_rows(args.batch, args.input_size)  # built outside inference mode, as the commands build them
-    with torch.inference_mode():
-        times = interleaved(rows, rounds=args.rounds, seconds=args.seconds)
-    reference = min(times["resnet34"])
-    print("\n| row | ms/img (fastest) | ms/img (median) | img/s | / resnet34 |\n|---|---:|---:|---:|---:|")
-    for name, steps in times.items():
-        fastest, median = min(steps) / args.batch, statistics.median(steps) / args.batch
-        print(f"| {name} | {fastest * 1e3:.1f} | {median * 1e3:.1f} | {1 / fastest:.1f} | "
-              f"{reference / min(steps):.3f} |")
-    print(f"\n{len(times['resnet34'])} rounds; target: face2bone >= 1.2x resnet34")
-    if args.shapley_images:
+    if "throughput" in args.parts:
+        rows = throughput_rows(args.batch, args.input_size)  # built outside inference mode, as the commands do
+        with torch.inference_mode():
+            times = interleaved(rows, rounds=args.rounds, seconds=args.seconds)
+        reference = min(times["resnet34"])
+        print("\n| row | ms/img (fastest) | ms/img (median) | img/s | / resnet34 |\n|---|---:|---:|---:|---:|")
+        for name, steps in times.items():
+            fastest, median = min(steps) / args.batch, statistics.median(steps) / args.batch
+            print(f"| {name} | {fastest * 1e3:.1f} | {median * 1e3:.1f} | {1 / fastest:.1f} | "
+                  f"{reference / min(steps):.3f} |")
+        print(f"\n{len(times['resnet34'])} rounds; target: face2bone >= 1.2x resnet34")
+    if "shapley" in args.parts:
         print("\n".join(shapley_rows(args.shapley_images, args.shapley_repeats)))
     return 0
 

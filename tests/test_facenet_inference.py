@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from f2b_study.models import create_model, facenet_inference
+from f2b_study.models import create_model, onednn
 from f2b_study.models.facenet_inference import build_inference_net, plain_facenet
 
 TOL = 1e-5  # on L2-normalised embeddings: float32 reordering of the folded sums, nothing more
@@ -45,9 +45,9 @@ def face2bone() -> nn.Module:
 @pytest.mark.parametrize(("batch", "size"), [(1, 160), (5, 160), (3, 96)])
 def test_fused_network_equals_facenet_pytorch(face2bone: nn.Module, monkeypatch, mkldnn: bool, batch: int,
                                                size: int) -> None:
-    if mkldnn and not facenet_inference._MKLDNN:
+    if mkldnn and not onednn.available():
         pytest.skip("this torch build has no oneDNN fused convolution")
-    monkeypatch.setattr(facenet_inference, "_MKLDNN", mkldnn)
+    monkeypatch.setattr(onednn, "AVAILABLE", mkldnn)
     net = face2bone.facenet.net
     fused = build_inference_net(net)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch)).contiguous(

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from f2b_study.models import create_model
+from f2b_study.models import create_model, onednn
 from f2b_study.models.fsa import FSABlock, ImageBranch
 from f2b_study.models.hilo import HiLoAttention
 from f2b_study.models.topk_attention import TopKChannelAttention, channel_gram
@@ -319,6 +319,15 @@ def test_face2bone_equals_reference_and_checkpoint_layout_is_unchanged(train: bo
     assert set(renamed) == set(gp_f) and any(n.startswith("image.") for n in gp_f)
     for name, grad in gp_f.items():
         assert_grad_close(grad, renamed[name], GRAD_SCALE_TOL, name)
+    if not train:
+        # Inference (screening, Shapley, CRAFT): the gradient-free CPU paths (oneDNN's fused depthwise conv + GELU,
+        # FaceNet's fused copy, Hi-Fi's matmuls) against the reference; and the same with oneDNN off.
+        with torch.inference_mode():
+            torch.testing.assert_close(model(x), out_r, **TOL)
+            torch.testing.assert_close(model.image(x), ref_branch(x), **TOL)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(onednn, "AVAILABLE", False)
+                torch.testing.assert_close(model(x), out_r, **TOL)
 
 
 @pytest.mark.parametrize("per_image", [True, False])

@@ -9,8 +9,8 @@ from the loaded weights, as:
   split by channels;
 - each residual block's scale folded into its up-projection's weight and bias;
 - on the CPU, conv weights reordered once into oneDNN's blocked layout and each conv run with its ReLU fused
-  (torch.ops.mkldnn._convolution_pointwise: what inductor emits for a frozen CPU graph), instead of eager's
-  reorder on every call. Where that op is missing, plain F.conv2d + ReLU.
+  (onednn.py: the op inductor emits for a frozen CPU graph), instead of eager's reorder on every call. Where that
+  op is missing, the plain conv and an in-place ReLU.
 
 Written by hand because the library routes do not fit: torch.compile does these fusions but takes about a minute
 per input shape on 2 cores, and torch.jit.trace + optimize_for_inference measured no faster than eager here.
@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from f2b_study.models import onednn
+
 _ENABLED = [True]
 
 
@@ -53,50 +55,27 @@ def fusion_enabled() -> bool:
     return _ENABLED[0]
 
 
-def _mkldnn_ops_available() -> bool:
-    ops = getattr(torch.ops, "mkldnn", None)
-    try:
-        return (torch.backends.mkldnn.is_available() and hasattr(ops, "_convolution_pointwise")
-                and hasattr(ops, "_reorder_convolution_weight"))
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class FusedConv(nn.Module):
     """conv (+ bias) (+ ReLU) with BatchNorm already folded in. On the CPU with oneDNN the weight is reordered once
     per input layout (channels, height, width) and the ReLU runs inside the convolution."""
 
     def __init__(self, conv: nn.Conv2d, *, relu: bool = True) -> None:
         super().__init__()
-        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
-        bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
-        self.bias = nn.Parameter(bias, requires_grad=False)
-        self.padding, self.stride = list(conv.padding), list(conv.stride)  # type: ignore[arg-type]
-        self.dilation, self.groups = list(conv.dilation), conv.groups
+        self.conv = conv
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+        self.conv.requires_grad_(False)
         self.relu = relu
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def _packed_weight(self, x: torch.Tensor) -> torch.Tensor:
-        # oneDNN's chosen weight layout does not depend on the batch size; one pack per (C, H, W) serves every batch.
-        key = tuple(x.shape[1:])
-        packed = self._packed.get(key)
-        if packed is None:
-            packed = torch.ops.mkldnn._reorder_convolution_weight(self.weight, self.padding, self.stride,
-                                                                  self.dilation, self.groups, list(x.shape))
-            self._packed[key] = packed
-        return packed
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.dtype == torch.float32 and _MKLDNN:
-            x = x.contiguous(memory_format=torch.channels_last)
-            return torch.ops.mkldnn._convolution_pointwise(x, self._packed_weight(x), self.bias, self.padding,
-                                                           self.stride, self.dilation, self.groups,
-                                                           "relu" if self.relu else "none", [], "")
-        out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if onednn.fusable(x):
+            key = tuple(x.shape[1:])
+            if key not in self._packed:
+                self._packed[key] = onednn.pack_weight(self.conv, x)
+            return onednn.conv_pointwise(x, self.conv, "relu" if self.relu else "none", weight=self._packed[key])
+        out = self.conv(x)
         return torch.relu_(out) if self.relu else out
-
-
-_MKLDNN = _mkldnn_ops_available()
 
 
 def _folded(basic: nn.Module) -> nn.Conv2d:
