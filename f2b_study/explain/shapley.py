@@ -17,15 +17,16 @@ batched on the device here.
 The whole model plays the game: for Face2Bone the FaceNet branch sees the same composite (an absent region is
 absent for every part of the network), so each coalition costs a FaceNet pass too. `facenet_input="original"`
 instead keeps every composite's FaceNet embedding at the unmasked image's (FaceNet then carries all regions' pixels
-into the SSAM key, and the values attribute only what goes through the image branch); it is ~10× cheaper on the
-CPU and is recorded in every output when chosen.
+into the SSAM key, and the values attribute only what goes through the image branch); it is 5–7× cheaper on 2 CPU
+threads (benchmarks/bench_explain.py) and is recorded in every output when chosen.
 
 Coalition s (0 ≤ s < 32) has region i present when bit i of s is set: s = 0 is the empty coalition (the
 baseline face), s = 31 the full image.
 
 Cost: the 32 composites of batch_size // 32 images go through the model together, and identical composites run
-once (see region_shapley). With FaceNet on the composite the work is FaceNet's (~90 % at the demo's sizes), and
-there is no exact shortcut: every coalition's composite is a different FaceNet input.
+once (see region_shapley). With FaceNet on the composite the work is FaceNet's convolutions (~80 % at the demo's
+sizes, in its fused inference copy: models/facenet_inference.py), and there is no exact shortcut: every
+coalition's composite is a different FaceNet input.
 """
 
 from __future__ import annotations
