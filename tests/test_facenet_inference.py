@@ -86,6 +86,21 @@ def test_new_weights_rebuild_the_fused_copy(face2bone: nn.Module) -> None:
     torch.testing.assert_close(after, reference, rtol=TOL, atol=TOL)
 
 
+def test_a_replaced_parameter_rebuilds_the_fused_copy(face2bone: nn.Module) -> None:
+    model = copy.deepcopy(face2bone)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        before = model.face_embedding(x)
+    linear = model.facenet.net.last_linear
+    linear.weight = nn.Parameter(torch.randn_like(linear.weight), requires_grad=False)
+    with torch.inference_mode():
+        after = model.face_embedding(x)
+        with plain_facenet():
+            reference = model.face_embedding(x)
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(after, reference, rtol=TOL, atol=TOL)
+
+
 def test_gradients_training_and_autocast_use_facenet_pytorchs_forward(face2bone: nn.Module) -> None:
     model = copy.deepcopy(face2bone)
     model.facenet.__dict__.pop("_inference_cache", None)
@@ -111,8 +126,8 @@ def test_the_fused_copy_is_never_saved_or_copied(face2bone: nn.Module) -> None:
         model(torch.randn(1, 3, 64, 64))
     assert "_inference_cache" in model.facenet.__dict__
     assert set(model.state_dict()) == keys  # checkpoints keep facenet-pytorch's layout
-    assert "_inference_cache" not in copy.deepcopy(model).facenet.__dict__
-    assert "_inference_cache" not in pickle.loads(pickle.dumps(model.facenet)).__dict__
+    for clone in (copy.deepcopy(model).facenet, pickle.loads(pickle.dumps(model.facenet))):
+        assert not {"_inference_cache", "_inference_modules"} & set(clone.__dict__)
     buffer = io.BytesIO()
     torch.save(model, buffer)  # whole-module pickling (Ray ships models this way) must not meet oneDNN tensors
     assert buffer.tell() > 0

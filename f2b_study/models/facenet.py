@@ -45,6 +45,8 @@ RELEASE_URL = f"https://github.com/timesler/facenet-pytorch/releases/download/v2
 TRAINABLE_MODES = ("frozen", "last", "full")
 # The modules of InceptionResnetV1 after the last repeat: "last block" mode trains these.
 _LAST_BLOCK = ("block8", "avgpool_1a", "dropout", "last_linear", "last_bn")
+# FaceNetBranch attributes derived from the network, never copied or pickled.
+_DERIVED = ("_inference_cache", "_inference_modules")
 
 RANDOM_INIT_WARNING = (
     "FaceNet branch is RANDOMLY INITIALISED: no VGGFace2 weights were given (--facenet-weights FILE). "
@@ -112,7 +114,10 @@ class FaceNetBranch(nn.Module):
         if (self.net.training or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32
                 or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling() or not fusion_enabled()):
             return None
-        key = weights_key(self.net)
+        listed = self.__dict__.get("_inference_modules")
+        if listed is None or listed[0] is not self.net:  # facenet-pytorch's module tree is fixed once built
+            listed = self.__dict__["_inference_modules"] = (self.net, list(self.net.modules()))
+        key = weights_key(listed[1])
         if key is None:
             return None
         cached = self.__dict__.get("_inference_cache")
@@ -125,7 +130,7 @@ class FaceNetBranch(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         # The inference copy is derived (and holds oneDNN tensors, which do not pickle): copies rebuild their own.
-        return {k: v for k, v in self.__dict__.items() if k != "_inference_cache"}
+        return {k: v for k, v in self.__dict__.items() if k not in _DERIVED}
 
     def load_weights(self, source: str | Path | None) -> dict[str, Any]:
         """Load VGGFace2 weights from `source` (see module docstring) and return their provenance record."""
