@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from f2b_study.errors import InputError
+from f2b_study.models import onednn
 from f2b_study.models.facenet_inference import build_inference_net, fusion_enabled, weights_key
 from f2b_study.models.weights import load_matching, read_state_dict, sha256_file
 
@@ -111,8 +112,7 @@ class FaceNetBranch(nn.Module):
         """The fused inference copy of the network (facenet_inference.py) when this forward needs no gradient and
         runs in float32 on the CPU with the network in eval mode; else None (facenet-pytorch's own forward). Kept
         outside the module tree (not in state_dict, not moved by .to()) and rebuilt when the weights change."""
-        if (self.net.training or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32
-                or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling() or not fusion_enabled()):
+        if self.net.training or not fusion_enabled() or not onednn.cpu_inference(x):
             return None
         listed = self.__dict__.get("_inference_modules")
         if listed is None or listed[0] is not self.net:  # facenet-pytorch's module tree is fixed once built

@@ -61,10 +61,7 @@ class FusedConv(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, *, relu: bool = True) -> None:
         super().__init__()
-        self.conv = conv
-        if conv.bias is None:
-            conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
-        self.conv.requires_grad_(False)
+        self.conv = conv.requires_grad_(False)  # every conv here has a bias: BatchNorm's shift, or its own
         self.relu = relu
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}
 

@@ -28,22 +28,26 @@ def available() -> bool:
     return AVAILABLE
 
 
-def fusable(x: torch.Tensor) -> bool:
-    """True when a forward on x may use the fused op: oneDNN present, CPU, float32, no gradient recorded, no
-    autocast, not being traced by torch.compile."""
-    return (AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+def cpu_inference(x: torch.Tensor) -> bool:
+    """True for a forward on x that records no gradient, in float32 on the CPU, without autocast and not traced
+    by torch.compile: where inference-only rewrites of a module (this op, FaceNet's fused copy) may run."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
 
+def fusable(x: torch.Tensor) -> bool:
+    """True when a forward on x may use the fused op: oneDNN present and `cpu_inference(x)`."""
+    return AVAILABLE and cpu_inference(x)
+
+
 def conv_pointwise(x: torch.Tensor, conv: nn.Conv2d, activation: str = "none", *,
-                   weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
     """activation(conv(x)) in one oneDNN call; activation "none", "relu" or "gelu" (the exact, erf form, as
-    F.gelu's default). weight/bias: override the conv's (e.g. a weight already reordered by `pack_weight`)."""
+    F.gelu's default). weight: a weight already reordered by `pack_weight` instead of the conv's."""
     x = x.contiguous(memory_format=torch.channels_last)
     weight = conv.weight if weight is None else weight
-    bias = conv.bias if bias is None else bias
     algorithm = "none" if activation == "gelu" else ""
-    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, list(conv.padding), list(conv.stride),
+    return torch.ops.mkldnn._convolution_pointwise(x, weight, conv.bias, list(conv.padding), list(conv.stride),
                                                    list(conv.dilation), conv.groups, activation, [], algorithm)
 
 
