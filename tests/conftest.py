@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,24 @@ def _private_face_cache(tmp_path_factory) -> None:
     keys go to a key store of the session's own, never the user's."""
     os.environ["F2B_CACHE"] = str(tmp_path_factory.mktemp("default-face-cache"))
     os.environ["F2B_KEY_STORE"] = str(tmp_path_factory.mktemp("key-store"))
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request) -> Iterator[Callable[[str], Path]]:
+    """``tmp_path_factory.mktemp`` for a test module's shared fixtures; the folders go when the module ends unless a
+    test failed meanwhile. Trained runs and checkpoints take 0.2-0.5 GB each: kept to the session's end they added
+    up to 3.5 GB, and CI machines can have little disk."""
+    made: list[Path] = []
+    failed_before = request.session.testsfailed
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    if request.session.testsfailed == failed_before:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

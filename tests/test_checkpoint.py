@@ -30,9 +30,9 @@ def tiny_face2bone(**extra) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+def saved(module_tmp) -> tuple[torch.nn.Module, Path]:
     model = tiny_face2bone().eval()
-    directory = tmp_path_factory.mktemp("ckpt") / "run"
+    directory = module_tmp("ckpt") / "run"
     save_checkpoint(model, directory, preprocessing_version="faces-2", seed=42, training_cohort_hash="abc123",
                     metadata={"best_epoch": 3})
     return model, directory
@@ -175,14 +175,14 @@ def test_cpu_checkpoint_loads_onto_the_requested_device(saved) -> None:
 # --- pretrained weights ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def facenet_release_file(tmp_path_factory) -> Path:
+def facenet_release_file(module_tmp) -> Path:
     """A stand-in for 20180402-114759-vggface2.pt: an InceptionResnetV1 state dict with the 8631-class logits,
     without BatchNorm step counters (files converted from TensorFlow lack them)."""
     from facenet_pytorch import InceptionResnetV1
 
     torch.manual_seed(11)
     net = InceptionResnetV1(classify=True, num_classes=8631)
-    path = tmp_path_factory.mktemp("weights") / "20180402-114759-vggface2.pt"
+    path = module_tmp("weights") / "20180402-114759-vggface2.pt"
     torch.save({k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}, path)
     return path
 

@@ -117,10 +117,10 @@ def test_precedence_origins_and_the_run_record_round_trip(tmp_path: Path) -> Non
 # -- behaviour: one set of rules, whichever command applies it -----------------------------------------------------
 
 @pytest.fixture(scope="module")
-def contract(tmp_path_factory) -> dict[str, Path]:
+def contract(module_tmp) -> dict[str, Path]:
     """A mini cohort with a config whose [qc], [train], [explain] all differ from the defaults, trained once by
     `train` with nothing but the config."""
-    root = tmp_path_factory.mktemp("contract")
+    root = module_tmp("contract")
     csv = make_mini_cohort(root, per_class=6)
     config = write_config(
         root, csv,

@@ -53,8 +53,8 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def single(mini_cohort: Path, face_cache: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("single") / "run"
+def single(mini_cohort: Path, face_cache: Path, module_tmp) -> Path:
+    out = module_tmp("single") / "run"
     assert in_process(train_args(mini_cohort, face_cache, out)) == 0
     return out
 

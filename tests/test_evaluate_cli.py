@@ -52,8 +52,8 @@ def no_nan(text):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("eval")
+def evaluated(module_tmp):
+    out = module_tmp("eval")
     path = out / "predictions.csv"
     frame().write_csv(path)
     return path, out

@@ -24,14 +24,14 @@ N_PATIENTS = 12
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> dict[str, Path]:
+def study(module_tmp) -> dict[str, Path]:
     """12 patients (4 per class) with a real portrait each; a run folder with a tiny Face2Bone, split 8 train /
     4 validation (one patient left out of split.csv: an 'external' patient), its preprocess.csv and the cache."""
     from f2b_study.cohort.photos import join_photos
     from f2b_study.faces.preprocess import preprocess_photos
     from f2b_study.models import create_model, save_checkpoint
 
-    root = tmp_path_factory.mktemp("explain")
+    root = module_tmp("explain")
     photos = root / "photos"
     photos.mkdir()
     lines = ["patient_id,sex,age_years,menopausal_status,t_spine_l1_l4,t_femoral_neck,t_total_hip"]

@@ -33,12 +33,12 @@ def _png_claiming(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def bad_run(tmp_path_factory):
+def bad_run(module_tmp):
     """One folder with every bad input of the issue, preprocessed once without a cohort."""
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
-    root = tmp_path_factory.mktemp("bad") / "photos"
+    root = module_tmp("bad") / "photos"
     root.mkdir()
     face = _face(0)
     (root / "zero_byte.jpg").write_bytes(b"")
@@ -78,7 +78,7 @@ def bad_run(tmp_path_factory):
                     np.full((400, 600), 200, np.uint8)], axis=2)
     sky[280:] = (40, 120, 40)  # a green field under a blue sky
     Image.fromarray(sky).save(root / "landscape.jpg")
-    out = tmp_path_factory.mktemp("bad_out")
+    out = module_tmp("bad_out")
     result = preprocess_photos(photos_from_folder(root), out, workers=1, progress=False)
     return root, result
 

@@ -51,12 +51,12 @@ def _second_face(base: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def checked(tmp_path_factory):
+def checked(module_tmp):
     photos = sample_photos(40, bundled=True)  # the checked-in copies: the same pixels on every machine
     base = load_rgb(photos[2])
     landmarks, iod = _landmarks(base)
     rng = np.random.default_rng(1)
-    root = tmp_path_factory.mktemp("checks") / "photos"
+    root = module_tmp("checks") / "photos"
     root.mkdir()
     made = {"clean": base}
     for kind in ("gauss:0.06", "dark", "glare", "sunglasses", "forehead_dark", "clutter"):
@@ -65,7 +65,7 @@ def checked(tmp_path_factory):
     made["poster"] = _poster(load_rgb(photos[5]), [load_rgb(p) for p in photos[11:14]])
     for name, rgb in made.items():
         Image.fromarray(rgb).save(root / f"{name}.png")
-    out = tmp_path_factory.mktemp("checks_out")
+    out = module_tmp("checks_out")
     result = preprocess_photos(photos_from_folder(root), out, workers=1, progress=False)
     return root, out, result
 

@@ -26,8 +26,8 @@ def analyzer():
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("real")
+def sample_run(module_tmp):
+    out = module_tmp("real")
     return preprocess_photos(photo_frame(sample_photos(40)), out, workers=1, progress=False)
 
 

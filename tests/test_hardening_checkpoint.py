@@ -27,12 +27,12 @@ TINY = {"dims": (8, 8, 16, 16), "depths": (1, 1, 1, 1), "heads": (1, 1, 2, 2), "
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> Path:
+def saved(module_tmp) -> Path:
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = create_model("face2bone", **TINY).eval()
-    directory = tmp_path_factory.mktemp("ckpt") / "run"
+    directory = module_tmp("ckpt") / "run"
     save_checkpoint(model, directory, preprocessing_version="faces-2", seed=1)
     return directory
 

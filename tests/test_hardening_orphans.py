@@ -53,8 +53,8 @@ def _kill_session(sid: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("many") / "photos"
+def photos(module_tmp) -> Path:
+    folder = module_tmp("many") / "photos"
     folder.mkdir()
     for path in sorted(DEMO_PHOTOS.glob("*.jpg"))[:72]:  # > 64: the pool is used
         shutil.copy(path, folder / path.name)

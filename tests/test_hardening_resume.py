@@ -36,8 +36,8 @@ def _trainer(out: Path, arch: str = "resnet18") -> Trainer:
 
 
 @pytest.fixture(scope="module")
-def genuine_state(tmp_path_factory) -> bytes:
-    out = tmp_path_factory.mktemp("run")
+def genuine_state(module_tmp) -> bytes:
+    out = module_tmp("run")
     trainer = _trainer(out)
     trainer.fit()
     return (out / STATE_FILE).read_bytes()

@@ -31,8 +31,8 @@ TRAIN = {"validation_fraction": 0.5}  # more validation patients per centre than
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, face_cache: Path) -> dict:
-    root = tmp_path_factory.mktemp("multicentre-demo")
+def demo(module_tmp, face_cache: Path) -> dict:
+    root = module_tmp("multicentre-demo")
     source = DEMO_DIR.parent / "demo.toml"
     run = root / "run"
     train_tiny([source], run, face_cache, **TRAIN)

@@ -58,13 +58,13 @@ def _write_sites(folder: Path, min_cell: int, seed: int = 7) -> tuple[list[Path]
 
 
 @pytest.fixture(scope="module")
-def exact_sites(tmp_path_factory) -> tuple[list[Path], dict[str, pl.DataFrame]]:
-    return _write_sites(tmp_path_factory.mktemp("exact"), min_cell=1)
+def exact_sites(module_tmp) -> tuple[list[Path], dict[str, pl.DataFrame]]:
+    return _write_sites(module_tmp("exact"), min_cell=1)
 
 
 @pytest.fixture(scope="module")
-def private_sites(tmp_path_factory) -> tuple[list[Path], dict[str, pl.DataFrame]]:
-    return _write_sites(tmp_path_factory.mktemp("private"), min_cell=12)
+def private_sites(module_tmp) -> tuple[list[Path], dict[str, pl.DataFrame]]:
+    return _write_sites(module_tmp("private"), min_cell=12)
 
 
 def _reference(frames: dict[str, pl.DataFrame]) -> dict:

@@ -29,8 +29,8 @@ def _values(frame: pl.DataFrame) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> tuple[Path, pl.DataFrame, Path]:
-    folder = tmp_path_factory.mktemp("privacy")
+def site(module_tmp) -> tuple[Path, pl.DataFrame, Path]:
+    folder = module_tmp("privacy")
     frame, flow = synthetic_site(np.random.default_rng(3), "delta", 70, 140)
     summary = build_site_summary(predictions_from_frame(frame, str(folder / "predictions.csv")), site="delta",
                                  flow=flow, eligible=frame, provenance=PROVENANCE, settings=SETTINGS,

@@ -31,15 +31,15 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def trained(mini_cohort: Path, face_cache: Path, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("ray-run")
+def trained(mini_cohort: Path, face_cache: Path, module_tmp) -> Path:
+    run = module_tmp("ray-run")
     train_tiny([mini_cohort], run, face_cache)
     return run / "best"
 
 
 @pytest.fixture(scope="module")
-def reference(trained: Path, mini_cohort: Path, face_cache: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("local-engine")
+def reference(trained: Path, mini_cohort: Path, face_cache: Path, module_tmp) -> Path:
+    out = module_tmp("local-engine")
     screen_cohort([mini_cohort], trained, out, face_cache)
     return out
 

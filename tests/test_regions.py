@@ -13,11 +13,11 @@ from f2b_study.faces import REGION_LANDMARKS, REGIONS, face_mask, load_face, mes
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> list[tuple[np.ndarray, np.ndarray]]:
+def faces(module_tmp) -> list[tuple[np.ndarray, np.ndarray]]:
     """Three real standardised faces (rgb, landmarks in the 512 frame)."""
     from f2b_study.faces.preprocess import preprocess_photos
 
-    result = preprocess_photos(photo_frame(sample_photos(40)[10:13]), tmp_path_factory.mktemp("regions"),
+    result = preprocess_photos(photo_frame(sample_photos(40)[10:13]), module_tmp("regions"),
                                workers=1, progress=False)
     paths = [p for p in result.frame["face_path"] if p]
     assert len(paths) == 3

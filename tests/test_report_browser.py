@@ -33,12 +33,12 @@ def console_messages(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory) -> dict[str, Path]:
+def pages(module_tmp) -> dict[str, Path]:
     from f2b_study.report.screening import render_screening_report
     from f2b_study.report.stard import write_stard_report
     from f2b_study.report.table1 import table1_page
 
-    folder = tmp_path_factory.mktemp("pages")
+    folder = module_tmp("pages")
     study = dataclasses.replace(sample_study(replicates=50), methods=sample_methods())
     out = {"stard": write_stard_report(study, folder / "study" / "report.html"),
            "evaluation": write_stard_report(evaluation_report_study(), folder / "evaluate" / "report.html"),

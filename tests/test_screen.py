@@ -54,8 +54,8 @@ def test_patient_aggregation_is_the_mean_of_usable_photos() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(mini_cohort: Path, face_cache: Path, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("screen-run")
+def trained(mini_cohort: Path, face_cache: Path, module_tmp) -> Path:
+    run = module_tmp("screen-run")
     train_tiny([mini_cohort], run, face_cache)
     return run
 

@@ -57,7 +57,7 @@ def test_augmentation_depends_only_on_its_generator() -> None:
 
 
 @pytest.fixture(scope="module")
-def data(mini_cohort: Path, face_cache: Path, tmp_path_factory) -> object:
+def data(mini_cohort: Path, face_cache: Path) -> object:
     return prepare([mini_cohort], cache=face_cache)[0]
 
 
