@@ -47,12 +47,13 @@ from f2b_study.models.registry import build_architecture, create_model, get_spec
 def before_this_change() -> Iterator[None]:
     """The code paths of 9d930ef: facenet-pytorch's own forward, Hi-Fi windows through the fused SDPA kernel, the
     FFN's depthwise conv and GELU as two passes."""
+    previous = HiLoAttention.cpu_window_matmuls, onednn.AVAILABLE
     HiLoAttention.cpu_window_matmuls, onednn.AVAILABLE = False, False
     try:
         with plain_facenet():
             yield
     finally:
-        HiLoAttention.cpu_window_matmuls, onednn.AVAILABLE = True, onednn._probe()
+        HiLoAttention.cpu_window_matmuls, onednn.AVAILABLE = previous
 
 
 def interleaved(rows: dict[str, Callable[[], object]], *, rounds: int, seconds: float) -> dict[str, list[float]]:

@@ -20,6 +20,7 @@ def _private_face_cache(tmp_path_factory) -> None:
     os.environ["F2B_CACHE"] = str(tmp_path_factory.mktemp("default-face-cache"))
     os.environ["F2B_KEY_STORE"] = str(tmp_path_factory.mktemp("key-store"))
 
+
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory, request) -> Iterator[Callable[[str], Path]]:
     """``tmp_path_factory.mktemp`` for a test module's shared fixtures; the folders go when the module ends unless a

@@ -14,7 +14,7 @@ from the loaded weights, as:
 
 Written by hand because the library routes do not fit: torch.compile does these fusions but takes about a minute
 per input shape on 2 cores, and torch.jit.trace + optimize_for_inference measured no faster than eager here.
-Equal to the original up to float32 rounding (tests/test_models_equality.py: ≤ 1e-5 on the L2-normalised
+Equal to the original up to float32 rounding (tests/test_facenet_inference.py: ≤ 1e-5 on the L2-normalised
 embedding, with non-trivial BatchNorm statistics).
 
     net = build_inference_net(inception_resnet_v1)   # eval-mode copy; the original is untouched

@@ -58,7 +58,7 @@ class HiLoAttention(nn.Module):
         """sdpa: attend with torch's scaled_dot_product_attention (True) or with two small matmuls and a softmax
         (False); None chooses: the matmuls on the CPU for windows of up to 16 tokens (unless the class attribute
         cpu_window_matmuls is off), where the fused kernel's per-sequence overhead dominates (2×2 windows, 224 px,
-        batch 8: 77 ms for the matmuls' 50 over the ten blocks, bench_models --breakdown)."""
+        batch 8, over the ten blocks: 77 ms with the kernel, 50 ms with the matmuls; bench_models --breakdown)."""
         b, h, w, c = x.shape
         s = self.window
         pad_h, pad_w = (-h) % s, (-w) % s

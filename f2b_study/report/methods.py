@@ -115,7 +115,8 @@ def model_config_text(config: Mapping[str, Any]) -> str:
     pooling = c.pop("pooling", None)
     if pooling == "gap":
         parts.append("global average pooling, no FaceNet branch")
-        c.pop("ssam_heads", None), c.pop("facenet_size", None), c.pop("facenet_trainable", None)
+        for key in ("ssam_heads", "facenet_size", "facenet_trainable"):  # meaningless without FaceNet
+            c.pop(key, None)
     elif pooling is not None or "facenet_size" in c or "ssam_heads" in c:
         heads = f" ({c.pop('ssam_heads')} heads)" if "ssam_heads" in c else ""
         trainable = {"frozen": "frozen ", "last": "last-block-trained ", "full": "fully trained "}.get(
@@ -126,7 +127,8 @@ def model_config_text(config: Mapping[str, Any]) -> str:
     if head is not None or "kan_hidden" in c:
         hidden = f"hidden {_values(c.pop('kan_hidden'))}" if "kan_hidden" in c else ""
         if head == "mlp":
-            c.pop("kan_grid", None), c.pop("kan_order", None)
+            for key in ("kan_grid", "kan_order"):  # the KAN's settings; an MLP head has none
+                c.pop(key, None)
             parts.append("MLP head" + (f" ({hidden})" if hidden else ""))
         else:
             spline = [hidden] + [f"{name} {c.pop(key)}" for key, name in (("kan_grid", "grid"),
